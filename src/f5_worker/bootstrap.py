@@ -1,0 +1,66 @@
+"""The cold-start sequence: volume, flash-attn; its report is printed and kept on the volume.
+
+Runs before anything imports F5-TTS (flash-attn must be on ``sys.path`` first, and a
+broken one must never be). Each step is timed and logged as a phase; no step's
+failure stops the worker, except the operator's explicit
+``F5_WORKER_FLASH_ATTN=require``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from . import __version__
+from .flash_attn.provision import Verdict, provision
+from .fsutil import write_json_atomic
+from .log import get_logger, phase
+from .runtime import probe
+from .settings import Settings
+from .volume import choose_volume
+
+__all__ = ["Report", "run"]
+
+log = get_logger("bootstrap")
+
+
+@dataclass
+class Report:
+    worker_version: str
+    volume: str
+    warnings: list[str] = field(default_factory=list)
+    fingerprint: dict | None = None
+    flash_attn: Verdict | None = None
+    seconds: dict = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        data = {k: v for k, v in vars(self).items() if k != "flash_attn"}
+        data["flash_attn"] = self.flash_attn.to_json() if self.flash_attn else None
+        return data
+
+
+def run(settings: Settings) -> tuple[Settings, Report]:
+    """Run the bootstrap; returns the settings in force (the volume may have changed) and the report."""
+    start = time.monotonic()
+    with phase(log, "bootstrap.volume") as outcome:
+        choice = choose_volume(settings.volume)
+        settings = settings.replace(volume=choice.path)
+        outcome.update(volume=str(choice.path))
+    report = Report(worker_version=__version__, volume=str(choice.path))
+    if choice.warning:
+        report.warnings.append(choice.warning)
+        log.warning(choice.warning, extra={"phase": "bootstrap.volume"})
+    report.seconds["volume"] = round(time.monotonic() - start, 3)
+
+    mark = time.monotonic()
+    report.flash_attn = provision(settings)
+    report.seconds["flash_attn"] = round(time.monotonic() - mark, 3)
+    # Cached: provision already probed. A warm start never imported torch, and the report won't either.
+    report.fingerprint = probe.detect(not report.flash_attn.warm).to_json()
+    report.seconds["total"] = round(time.monotonic() - start, 3)
+
+    try:
+        write_json_atomic(settings.root / "reports" / "last-bootstrap.json", report.to_json())
+    except OSError as exc:
+        report.warnings.append(f"could not keep the report on the volume: {exc}")
+    return settings, report

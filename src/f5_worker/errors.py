@@ -1,0 +1,114 @@
+"""Every error the worker raises on purpose.
+
+    F5WorkerError
+    ├── ConfigError(ValueError)            a setting or argument has a value we cannot use
+    │   └── InvalidVersionRequest          F5_WORKER_FLASH_ATTN_VERSION is not auto/exact/range
+    ├── FetchError(OSError)                a download failed (after retries)
+    │   ├── FetchTimeout(TimeoutError)
+    │   ├── HTTPStatusError                the server answered 4xx/5xx
+    │   ├── DownloadTooLarge               the body passed the size cap
+    │   └── ChecksumMismatch               sha256 of the body is not the pinned one
+    ├── WheelError                         a fetched wheel cannot be installed
+    │   ├── CorruptWheel                   not a readable zip / bad CRC / no dist-info
+    │   └── InstallFailed                  pip refused it (its output is attached)
+    ├── VerificationFailed                 the install imported badly or computed wrong numbers
+    └── FlashAttnRequired                  F5_WORKER_FLASH_ATTN=require and no wheel could be activated
+
+Each message names the value, the rule it broke and what to do next. Foreign
+exceptions (httpx, OSError from the volume, pip's exit status) are mapped to
+these at the boundary where they happen and chained with ``from``.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "F5WorkerError",
+    "ConfigError",
+    "InvalidVersionRequest",
+    "FetchError",
+    "FetchTimeout",
+    "HTTPStatusError",
+    "DownloadTooLarge",
+    "ChecksumMismatch",
+    "WheelError",
+    "CorruptWheel",
+    "InstallFailed",
+    "VerificationFailed",
+    "FlashAttnRequired",
+]
+
+
+class F5WorkerError(Exception):
+    """Base class of the worker's own errors."""
+
+
+class ConfigError(F5WorkerError, ValueError):
+    pass
+
+
+class InvalidVersionRequest(ConfigError):
+    def __init__(self, request: str, detail: str):
+        self.request = request
+        super().__init__(
+            f"flash-attn version request {request!r} is not valid ({detail}); "
+            "use 'auto', an exact version such as '2.8.3.post2', or a range such as '>=2.7,<2.9'"
+        )
+
+
+class FetchError(F5WorkerError, OSError):
+    def __init__(self, url: str, message: str):
+        self.url = url
+        super().__init__(f"{message}: {url}")
+
+
+class FetchTimeout(FetchError, TimeoutError):
+    pass
+
+
+class HTTPStatusError(FetchError):
+    def __init__(self, url: str, status: int):
+        self.status = status
+        super().__init__(url, f"server answered HTTP {status}")
+
+
+class DownloadTooLarge(FetchError):
+    def __init__(self, url: str, limit: int):
+        self.limit = limit
+        super().__init__(url, f"download exceeds the size cap of {limit} bytes")
+
+
+class ChecksumMismatch(FetchError):
+    def __init__(self, url: str, expected: str, actual: str):
+        self.expected, self.actual = expected, actual
+        super().__init__(url, f"sha256 is {actual}, expected {expected} (pinned or from the mirror's index)")
+
+
+class WheelError(F5WorkerError):
+    pass
+
+
+class CorruptWheel(WheelError):
+    pass
+
+
+class InstallFailed(WheelError):
+    def __init__(self, wheel: str, output: str):
+        self.output = output
+        tail = output.strip().splitlines()[-1] if output.strip() else "no output"
+        super().__init__(f"pip could not install {wheel}: {tail}")
+
+
+class VerificationFailed(F5WorkerError):
+    def __init__(self, wheel: str, reason: str):
+        self.reason = reason
+        super().__init__(f"{wheel} failed verification: {reason}")
+
+
+class FlashAttnRequired(F5WorkerError):
+    def __init__(self, reason: str):
+        self.reason = reason
+        super().__init__(
+            f"F5_WORKER_FLASH_ATTN=require, but no flash-attn wheel could be activated: {reason}. "
+            "Run 'f5-worker doctor' for the full plan, add a mirror with F5_WORKER_FLASH_ATTN_MIRRORS, "
+            "or set F5_WORKER_FLASH_ATTN=auto to fall back to PyTorch SDPA."
+        )

@@ -1,0 +1,305 @@
+"""Make a verified flash-attn importable for this runtime, or say why SDPA is used instead.
+
+``provision(settings)`` is the bootstrap step. A warm start finds the install it
+published before for this runtime and activates it: no network, no pip, no torch
+import. A cold start probes the runtime fully, resolves a plan, and tries its
+candidates in order (fetch once onto the volume, stage, verify in a child,
+publish, activate) until one works. Whatever goes wrong ends in a verdict that
+names the reason and the backend to use; only ``F5_WORKER_FLASH_ATTN=require``
+turns a failure into an error.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import time
+import urllib.parse
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import httpx
+
+from .. import net
+from ..errors import ChecksumMismatch, CorruptWheel, F5WorkerError, FlashAttnRequired, VerificationFailed
+from ..fsutil import write_json_atomic
+from ..lease import Lease
+from ..log import event, get_logger, phase
+from ..runtime import probe
+from ..runtime.fingerprint import Fingerprint
+from ..settings import MAX_WHEEL_BYTES, Settings
+from . import install, sources
+from .resolver import Candidate, Plan, VersionRequest, check_environment, resolve
+
+__all__ = ["Verdict", "Attempt", "provision", "plan_for", "choose_backends"]
+
+log = get_logger("flash_attn")
+LEASE_WAIT_MAX_S = 1800.0
+LEASE_POLL_S = 1.0
+
+
+@dataclass
+class Attempt:
+    wheel: str
+    source: str
+    outcome: str  # "active" | "failed"
+    error: str | None = None
+    seconds: float = 0.0
+
+
+@dataclass
+class Verdict:
+    """What the bootstrap decided about attention, and why: the report's ``flash_attn`` section."""
+
+    mode: str
+    backend: str  # "flash_attn" | "sdpa": what F5-TTS's attn_backend should be
+    reason: str | None  # why flash-attn is not used; None when it is
+    warm: bool = False  # activated from an install published by an earlier start
+    wheel: str | None = None
+    version: str | None = None
+    source: str | None = None
+    site: str | None = None
+    runtime_key: str | None = None
+    backends: dict = field(default_factory=dict)  # per mode: "single", "batch" -> backend, with why
+    verification: dict | None = None
+    attempts: list[Attempt] = field(default_factory=list)
+    plan: dict | None = None
+    seconds: float = 0.0
+
+    @property
+    def active(self) -> bool:
+        return self.backend == "flash_attn"
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+def choose_backends(timings_ms: dict | None) -> dict:
+    """Per serving mode, the faster verified backend, by the timings taken at verification.
+
+    Unmasked attention (one request) and masked attention (a batch of mixed
+    lengths) rank differently on the same GPU, so each mode is decided apart.
+    """
+    if not timings_ms:
+        return {
+            "single": {"backend": "flash_attn", "why": "verified; no GPU timings to compare"},
+            "batch": {"backend": "flash_attn", "why": "verified; no GPU timings to compare"},
+        }
+    fa, sdpa = timings_ms["dense_flash_attn"], timings_ms["dense_sdpa"]
+    varlen, masked = timings_ms["varlen_flash_attn"], timings_ms["masked_sdpa"]
+    return {
+        "single": {
+            "backend": "flash_attn" if fa < sdpa else "sdpa",
+            "why": f"dense attention: flash_attn {fa:.3f} ms vs SDPA {sdpa:.3f} ms",
+        },
+        "batch": {
+            "backend": "flash_attn" if varlen < masked else "sdpa",
+            "why": f"mixed-length batch: varlen flash_attn {varlen:.3f} ms vs masked SDPA {masked:.3f} ms",
+        },
+    }
+
+
+def _sdpa(settings: Settings, reason: str, **kw) -> Verdict:
+    backends = {mode: {"backend": "sdpa", "why": reason} for mode in ("single", "batch")}
+    return Verdict(mode=settings.flash_attn, backend="sdpa", reason=reason, backends=backends, **kw)
+
+
+def _active(settings: Settings, published: install.Published, **kw) -> Verdict:
+    verification = published.manifest.get("verification") or {}
+    return Verdict(
+        mode=settings.flash_attn,
+        backend="flash_attn",
+        reason=None,
+        wheel=published.wheel,
+        version=published.version,
+        source=published.manifest.get("source"),
+        site=str(published.site),
+        backends=choose_backends(verification.get("timings_ms")),
+        verification=verification,
+        **kw,
+    )
+
+
+def plan_for(settings: Settings, fp: Fingerprint, http: httpx.Client) -> Plan:
+    """Gather what the sources hold (unless the environment rules flash-attn out) and resolve."""
+    layout = install.Layout(settings.root / "flash-attn")
+    request = VersionRequest.parse(settings.flash_attn_version)
+    if check_environment(fp):
+        return resolve(fp, request, upstream_url=None)
+    offers, skipped = sources.gather_offers(layout.wheels, settings.flash_attn_mirrors, http, settings.allow_http)
+    plan = resolve(
+        fp,
+        request,
+        offers=offers,
+        upstream_url=settings.flash_attn_upstream or None,
+        known_bad=install.rejected(layout.installs(fp.runtime_key())),
+    )
+    return Plan(plan.status, plan.reason, plan.request, plan.candidates, tuple(skipped) + plan.trace)
+
+
+# -- getting the wheel file ----------------------------------------------------------
+
+
+def _sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _local_path(url: str) -> Path | None:
+    parts = urllib.parse.urlsplit(url)
+    return Path(urllib.parse.unquote(parts.path)) if parts.scheme == "file" else None
+
+
+def _fetch(settings: Settings, candidate: Candidate, wheels_dir: Path, http: httpx.Client) -> Path:
+    """A local, whole file of ``candidate``: from the cache or a local mirror, else downloaded once onto the volume."""
+    pinned = settings.flash_attn_sha256.get(candidate.filename) or candidate.sha256
+    local = _local_path(candidate.url)
+    if local is not None:
+        if pinned and _sha256_of(local) != pinned:
+            raise ChecksumMismatch(candidate.url, pinned, _sha256_of(local))
+        return local
+
+    dest = wheels_dir / candidate.filename
+    wheels_dir.mkdir(parents=True, exist_ok=True)
+    lease = Lease(wheels_dir / f"{candidate.filename}.lease")
+    waited_since = time.monotonic()
+    while not lease.try_acquire():
+        # Another worker is fetching this file: wait for it rather than download it twice.
+        if dest.is_file():
+            return dest
+        if time.monotonic() - waited_since > LEASE_WAIT_MAX_S:
+            break
+        time.sleep(LEASE_POLL_S)
+    try:
+        if dest.is_file():
+            return dest
+        with phase(log, "flash_attn.download", wheel=candidate.filename, url=candidate.url):
+            net.download(
+                http,
+                candidate.url,
+                dest,
+                max_bytes=MAX_WHEEL_BYTES,
+                sha256=pinned,
+                retries=settings.download_retries,
+                allow_http=settings.allow_http,
+                validate=install.wheel_metadata_version,
+                on_progress=lease.heartbeat,
+            )
+        return dest
+    finally:
+        lease.release()
+
+
+# -- one candidate, start to finish -------------------------------------------------
+
+
+def _try(settings: Settings, fp: Fingerprint, candidate: Candidate, layout: install.Layout, http: httpx.Client) -> install.Published:
+    installs_dir = layout.installs(fp.runtime_key())
+    wheel_path = _fetch(settings, candidate, layout.wheels, http)
+    staging = install.new_staging(installs_dir)
+    try:
+        with phase(log, "flash_attn.stage", wheel=candidate.filename):
+            site = install.stage(wheel_path, staging)
+        with phase(log, "flash_attn.verify", wheel=candidate.filename) as outcome:
+            verification = install.verify(site, candidate.filename, settings.verify_timeout_s)
+            outcome.update(device=verification.get("device"), rel_error=verification.get("rel_error"))
+        manifest = {
+            "wheel": candidate.filename,
+            "version": candidate.version,
+            "source": candidate.source,
+            "url": candidate.url,
+            "sha256": _sha256_of(wheel_path),
+            "fingerprint": fp.to_json(),
+            "verification": verification,
+            "published_at": time.time(),
+        }
+        write_json_atomic(staging / install.INSTALL_MANIFEST, manifest)
+        final, ours = install.publish(staging, installs_dir / candidate.filename.removesuffix(".whl"))
+        event(log, "flash_attn published" if ours else "flash_attn adopted another worker's install", path=str(final))
+        return install.read_published(final)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def _forget_bad_file(candidate: Candidate, layout: install.Layout) -> None:
+    """A corrupt or mismatching file in our own cache must not be offered again."""
+    local = _local_path(candidate.url)
+    path = local if candidate.source == "cache" else layout.wheels / candidate.filename
+    if path is not None and path.parent == layout.wheels:
+        path.unlink(missing_ok=True)
+
+
+def provision(
+    settings: Settings,
+    *,
+    detect: Callable[[bool], Fingerprint] = probe.detect,
+    http: httpx.Client | None = None,
+) -> Verdict:
+    """Activate flash-attn for this runtime, or return the SDPA verdict with its reason.
+
+    Never raises, except ``FlashAttnRequired`` when the operator asked for ``require``.
+    """
+    start = time.monotonic()
+    verdict = _provision(settings, detect, http)
+    verdict.seconds = round(time.monotonic() - start, 3)
+    event(log, "flash_attn verdict", phase="flash_attn", backend=verdict.backend, reason=verdict.reason,
+          wheel=verdict.wheel, warm=verdict.warm, seconds=verdict.seconds)
+    if settings.flash_attn == "require" and not verdict.active:
+        raise FlashAttnRequired(verdict.reason or "unknown")
+    return verdict
+
+
+def _provision(settings: Settings, detect: Callable[[bool], Fingerprint], http: httpx.Client | None) -> Verdict:
+    if settings.flash_attn == "off":
+        return _sdpa(settings, "flash-attn disabled by F5_WORKER_FLASH_ATTN=off")
+    try:
+        request = VersionRequest.parse(settings.flash_attn_version)
+        layout = install.Layout(settings.root / "flash-attn")
+
+        with phase(log, "flash_attn.warm_lookup") as outcome:
+            key = detect(False).runtime_key()
+            published = [p for p in install.published_installs(layout.installs(key)) if request.allows(p.version)]
+            outcome.update(runtime_key=key, found=len(published))
+        if published:
+            install.activate(published[0].site)
+            return _active(settings, published[0], warm=True, runtime_key=key)
+
+        fp = detect(True)
+        install.sweep_stale(layout.installs(key))
+        own_client = http is None
+        http = http or net.client(settings.download_timeout_s)
+        try:
+            with phase(log, "flash_attn.resolve") as outcome:
+                plan = plan_for(settings, fp, http)
+                outcome.update(status=plan.status, candidates=len(plan.candidates))
+            if plan.status != "ok":
+                return _sdpa(settings, plan.reason or "no candidate", plan=plan.to_json(), runtime_key=key)
+            attempts: list[Attempt] = []
+            for candidate in plan.candidates:
+                began = time.monotonic()
+                try:
+                    published_install = _try(settings, fp, candidate, layout, http)
+                except (F5WorkerError, OSError) as exc:
+                    attempts.append(Attempt(candidate.filename, candidate.source, "failed", str(exc), round(time.monotonic() - began, 3)))
+                    event(log, "flash_attn candidate failed", wheel=candidate.filename, source=candidate.source, error=str(exc))
+                    if isinstance(exc, (CorruptWheel, ChecksumMismatch)):
+                        _forget_bad_file(candidate, layout)
+                    if isinstance(exc, VerificationFailed) and "did not finish" not in exc.reason:
+                        install.mark_rejected(layout.installs(key), candidate.filename, exc.reason)
+                    continue
+                attempts.append(Attempt(candidate.filename, candidate.source, "active", None, round(time.monotonic() - began, 3)))
+                install.activate(published_install.site)
+                return _active(settings, published_install, attempts=attempts, plan=plan.to_json(), runtime_key=key)
+            reason = "every candidate failed: " + "; ".join(f"{a.wheel} ({a.source}): {a.error}" for a in attempts)
+            return _sdpa(settings, reason, attempts=attempts, plan=plan.to_json(), runtime_key=key)
+        finally:
+            if own_client:
+                http.close()
+    except Exception as exc:  # the bootstrap must never take the worker down
+        log.warning("flash_attn provisioning error", exc_info=True, extra={"phase": "flash_attn"})
+        return _sdpa(settings, f"flash-attn provisioning failed: {type(exc).__name__}: {exc}")

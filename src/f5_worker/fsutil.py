@@ -1,0 +1,28 @@
+"""Files on a shared volume: written whole or not at all."""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from pathlib import Path
+
+__all__ = ["write_bytes_atomic", "write_json_atomic"]
+
+
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    """Write to a unique temp file beside ``path``, fsync, then rename over it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".{path.name}.{uuid.uuid4().hex[:12]}.incomplete"
+    try:
+        with open(tmp, "wb") as out:
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_json_atomic(path: Path, data: object) -> None:
+    write_bytes_atomic(path, (json.dumps(data, indent=2, default=str) + "\n").encode())

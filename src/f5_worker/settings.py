@@ -1,0 +1,146 @@
+"""The worker's settings: one typed object, read from the environment once, at start.
+
+Every variable carries the ``F5_WORKER_`` prefix; the README lists them with their
+defaults, which are the constants below. Explicit arguments to ``Settings.from_env``
+(``overrides``) win over the environment, so tests and the CLI never mutate
+``os.environ`` to change a setting.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import ConfigError
+
+__all__ = ["Settings", "PREFIX", "RUNPOD_VOLUME", "UPSTREAM_RELEASES_URL"]
+
+PREFIX = "F5_WORKER_"
+RUNPOD_VOLUME = Path("/runpod-volume")
+LOCAL_VOLUME = Path("~/.cache/f5-worker-volume")
+UPSTREAM_RELEASES_URL = "https://github.com/Dao-AILab/flash-attention/releases/download"
+FLASH_ATTN_MODES = ("off", "auto", "require")
+DEFAULT_DOWNLOAD_TIMEOUT_S = 30.0
+DEFAULT_DOWNLOAD_RETRIES = 3
+# The biggest upstream flash-attn wheels are a few hundred MB; anything far past that is not a wheel we want.
+MAX_WHEEL_BYTES = 2 * 1024**3
+DEFAULT_VERIFY_TIMEOUT_S = 180.0
+
+
+def _bool(name: str, raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off", ""):
+        return False
+    raise ConfigError(f"{PREFIX}{name}={raw!r} is not a boolean; use true or false")
+
+
+def _float(name: str, raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{PREFIX}{name}={raw!r} is not a number") from None
+    if value <= 0:
+        raise ConfigError(f"{PREFIX}{name}={raw!r} must be greater than 0")
+    return value
+
+
+def _int(name: str, raw: str) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{PREFIX}{name}={raw!r} is not an integer") from None
+    if value < 0:
+        raise ConfigError(f"{PREFIX}{name}={raw!r} must be 0 or more")
+    return value
+
+
+def _list(raw: str) -> tuple[str, ...]:
+    return tuple(item for item in raw.replace(",", " ").split() if item)
+
+
+def _sha256_pins(name: str, raw: str) -> Mapping[str, str]:
+    pins: dict[str, str] = {}
+    for item in _list(raw):
+        filename, sep, digest = item.partition("=")
+        digest = digest.lower()
+        if not sep or len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+            raise ConfigError(
+                f"{PREFIX}{name}: {item!r} is not FILENAME=SHA256 (64 hex digits); "
+                "separate several pins with commas"
+            )
+        pins[filename] = digest
+    return pins
+
+
+def default_volume() -> Path:
+    """``/runpod-volume`` when it is mounted and writable, else a local directory."""
+    if RUNPOD_VOLUME.is_dir() and os.access(RUNPOD_VOLUME, os.W_OK):
+        return RUNPOD_VOLUME
+    return LOCAL_VOLUME.expanduser()
+
+
+@dataclass(frozen=True)
+class Settings:
+    volume: Path
+    flash_attn: str = "auto"
+    flash_attn_version: str = "auto"
+    flash_attn_mirrors: tuple[str, ...] = ()
+    flash_attn_sha256: Mapping[str, str] = field(default_factory=dict)
+    flash_attn_upstream: str = UPSTREAM_RELEASES_URL
+    allow_http: bool = False
+    download_timeout_s: float = DEFAULT_DOWNLOAD_TIMEOUT_S
+    download_retries: int = DEFAULT_DOWNLOAD_RETRIES
+    verify_timeout_s: float = DEFAULT_VERIFY_TIMEOUT_S
+    log_format: str = "json"
+
+    def __post_init__(self) -> None:
+        if self.flash_attn not in FLASH_ATTN_MODES:
+            raise ConfigError(
+                f"{PREFIX}FLASH_ATTN={self.flash_attn!r} is not one of {', '.join(FLASH_ATTN_MODES)}"
+            )
+        if self.log_format not in ("json", "text"):
+            raise ConfigError(f"{PREFIX}LOG_FORMAT={self.log_format!r} is not json or text")
+
+    @property
+    def root(self) -> Path:
+        """The one directory on the volume that holds all of the worker's files."""
+        return self.volume / "f5-worker"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides) -> Settings:
+        env = os.environ if env is None else env
+        raw = {k[len(PREFIX):]: v for k, v in env.items() if k.startswith(PREFIX)}
+        values: dict = {}
+        if "VOLUME" in raw and raw["VOLUME"].strip():
+            values["volume"] = Path(raw["VOLUME"]).expanduser()
+        if "FLASH_ATTN" in raw:
+            values["flash_attn"] = raw["FLASH_ATTN"].strip().lower()
+        if "FLASH_ATTN_VERSION" in raw:
+            values["flash_attn_version"] = raw["FLASH_ATTN_VERSION"].strip() or "auto"
+        if "FLASH_ATTN_MIRRORS" in raw:
+            values["flash_attn_mirrors"] = _list(raw["FLASH_ATTN_MIRRORS"])
+        if "FLASH_ATTN_SHA256" in raw:
+            values["flash_attn_sha256"] = _sha256_pins("FLASH_ATTN_SHA256", raw["FLASH_ATTN_SHA256"])
+        if "FLASH_ATTN_UPSTREAM" in raw:
+            values["flash_attn_upstream"] = raw["FLASH_ATTN_UPSTREAM"].strip()
+        if "ALLOW_HTTP" in raw:
+            values["allow_http"] = _bool("ALLOW_HTTP", raw["ALLOW_HTTP"])
+        if "DOWNLOAD_TIMEOUT" in raw:
+            values["download_timeout_s"] = _float("DOWNLOAD_TIMEOUT", raw["DOWNLOAD_TIMEOUT"])
+        if "DOWNLOAD_RETRIES" in raw:
+            values["download_retries"] = _int("DOWNLOAD_RETRIES", raw["DOWNLOAD_RETRIES"])
+        if "VERIFY_TIMEOUT" in raw:
+            values["verify_timeout_s"] = _float("VERIFY_TIMEOUT", raw["VERIFY_TIMEOUT"])
+        if "LOG_FORMAT" in raw:
+            values["log_format"] = raw["LOG_FORMAT"].strip().lower()
+        values.update(overrides)
+        values.setdefault("volume", default_volume())
+        return cls(**values)
+
+    def replace(self, **changes) -> Settings:
+        return dataclasses.replace(self, **changes)
