@@ -111,18 +111,23 @@ RELEASES: tuple[Release, ...] = (
     *(_r(v, _CU122, "2.0 2.1 2.2 2.3", "3.8 3.9 3.10 3.11", min_glibc="2.31", confirmed=False, notes=_INFERRED)
       for v in ("2.5.6", "2.5.7", "2.5.8")),
     _r("2.5.9.post1", _CU122, "2.0 2.1 2.2 2.3 2.4", "3.8 3.9 3.10 3.11", min_glibc="2.31", confirmed=False, notes=_INFERRED),
+    _r("2.6.0", _CU122, "2.2 2.3 2.4", "3.8 3.9 3.10 3.11 3.12", min_glibc="2.31", confirmed=False,
+       notes="GitHub tag only (PyPI has 2.6.0.post1); " + _INFERRED),
     _r("2.6.0.post1", _CU122, "2.2 2.3 2.4", "3.8 3.9 3.10 3.11 3.12", min_glibc="2.31",
        notes="last release whose setup.py bins CUDA 12 to cu122"),
     *(_r(v, _CU123, "2.0 2.1 2.2 2.3 2.4", "3.8 3.9 3.10 3.11 3.12", min_glibc="2.31",
          exclude=_x("torch=2.0,python=3.12", "torch=2.1,python=3.12", "cuda=12,torch=2.0"),
          confirmed=v == "2.6.3", notes="setup.py bins CUDA 12 to cu123")
       for v in ("2.6.1", "2.6.2", "2.6.3")),
+    *(_r(v, _CU_MAJOR, "2.2 2.3 2.4 2.5", "3.9 3.10 3.11 3.12 3.13", min_glibc="2.31", exclude=_PY313_EXCLUDES,
+         confirmed=False, notes="GitHub tag only (PyPI has 2.7.0.post2); " + _INFERRED)
+      for v in ("2.7.0", "2.7.0.post1")),
     _r("2.7.0.post2", _CU_MAJOR, "2.2 2.3 2.4 2.5", "3.9 3.10 3.11 3.12 3.13", min_glibc="2.31",
        exclude=_PY313_EXCLUDES, notes="first release labelled by CUDA major only (cu11, cu12)"),
     *(_r(v, _CU_MAJOR, "2.2 2.3 2.4 2.5 2.6", "3.9 3.10 3.11 3.12 3.13", min_glibc="2.31",
          exclude=_PY313_EXCLUDES, confirmed=v == "2.7.3",
          notes="torch2.6 wheels were built against a 2.6 nightly before torch 2.6.0 shipped")
-      for v in ("2.7.1.post4", "2.7.2.post1", "2.7.3")),
+      for v in ("2.7.1", "2.7.1.post1", "2.7.1.post2", "2.7.1.post3", "2.7.1.post4", "2.7.2", "2.7.2.post1", "2.7.3")),
     _r("2.7.4.post1", _CU_MAJOR, "2.2 2.3 2.4 2.5 2.6 2.7", "3.9 3.10 3.11 3.12 3.13", min_glibc="2.31",
        exclude=_PY313_EXCLUDES,
        notes="last release with CUDA 11 wheels; its torch2.7 wheels were uploaded after the tag"),

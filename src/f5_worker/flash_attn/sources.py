@@ -68,7 +68,7 @@ def parse_links(page: str, base_url: str) -> list[Link]:
 
 
 def _is_flash_attn(filename: str) -> bool:
-    return filename.lower().replace("-", "_").startswith("flash_attn-")
+    return filename.lower().startswith(("flash_attn-", "flash-attn-"))
 
 
 def list_cache(wheels_dir: Path) -> list[Offer]:

@@ -1,0 +1,1 @@
+"""Helpers the tests share: fake flash-attn wheels, fingerprints of this interpreter."""
