@@ -65,9 +65,12 @@ def cmd_resolve(args, settings: Settings) -> int:
     from . import net
     from .flash_attn.provision import plan_for
 
-    fp = _fingerprint(args.env)
+    from .flash_attn.resolver import VersionRequest
+
     if args.version:
         settings = settings.replace(flash_attn_version=args.version)
+    VersionRequest.parse(settings.flash_attn_version)  # bad input fails before any probing
+    fp = _fingerprint(args.env)
     with net.client(settings.download_timeout_s) as http:
         plan = plan_for(settings, fp, http)
     _print(plan.to_json(), args.json, _plan_text(plan))
