@@ -53,12 +53,18 @@ def test_bad_input_is_one_clear_line_and_exit_2(args, message, tmp_path):
 
 
 def test_init_on_this_cpu_machine_reports_sdpa_and_keeps_the_report(tmp_path):
-    proc = run("init", "--json", env={"PATH": "/usr/bin:/bin", "F5_WORKER_VOLUME": str(tmp_path / "vol")})
+    env = {"PATH": "/usr/bin:/bin", "F5_WORKER_VOLUME": str(tmp_path / "vol"), "F5_WORKER_OFFLINE": "true",
+           "F5_WORKER_LEGACY_MODEL_DIRS": ""}
+    proc = run("init", "--json", env=env)
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)
     assert report["flash_attn"]["backend"] == "sdpa"
     assert report["flash_attn"]["reason"] == "no CUDA GPU detected; flash-attn needs one"
     assert report["fingerprint"]["compute_capability"] is None
+    # Offline with an empty cache: each model file is reported missing, with where it was looked for.
+    assert report["models"]["ok"] is False
+    assert "F5TTS_v1_Base/model_1250000.safetensors" in report["models"]["error"]
+    assert str(tmp_path / "vol" / "huggingface-cache" / "hub") in report["models"]["error"]
     kept = json.loads((tmp_path / "vol" / "f5-worker" / "reports" / "last-bootstrap.json").read_text())
     assert kept["flash_attn"]["reason"] == report["flash_attn"]["reason"]
     # Structured logs on stderr name each phase and its duration.

@@ -46,3 +46,12 @@ def test_explicit_arguments_win_over_environment():
 def test_bad_values_name_the_variable(env, message):
     with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
         Settings.from_env(env)
+
+
+def test_model_settings():
+    settings = Settings.from_env({"F5_WORKER_VOLUME": "/v", "F5_WORKER_MODEL": "E2TTS_Base",
+                                  "F5_WORKER_LEGACY_MODEL_DIRS": "/baked, ~/old", "HF_HUB_OFFLINE": "1"})
+    assert settings.model == "E2TTS_Base" and settings.offline
+    assert settings.hub_cache == Path("/v/huggingface-cache/hub")
+    assert settings.legacy_model_dirs == (Path("/baked"), Path("~/old"))
+    assert Settings.from_env({"F5_WORKER_HF_CACHE": "/c"}).hub_cache == Path("/c")

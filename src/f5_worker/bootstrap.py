@@ -1,4 +1,4 @@
-"""The cold-start sequence: volume, flash-attn; its report is printed and kept on the volume.
+"""The cold-start sequence: volume, model files, flash-attn; its report is printed and kept on the volume.
 
 Runs before anything imports F5-TTS (flash-attn must be on ``sys.path`` first, and a
 broken one must never be). Each step is timed and logged as a phase; no step's
@@ -13,10 +13,11 @@ from dataclasses import dataclass, field
 
 from . import __version__
 from .flash_attn.provision import Verdict, provision
+from .models import ModelsConfig, ensure_models, plan
 from .fsutil import write_json_atomic
 from .log import get_logger, phase
 from .runtime import probe
-from .settings import Settings
+from .settings import LOCAL_VOLUME, RUNPOD_HF_CACHE, Settings
 from .volume import choose_volume
 
 __all__ = ["Report", "run"]
@@ -30,6 +31,7 @@ class Report:
     volume: str
     warnings: list[str] = field(default_factory=list)
     fingerprint: dict | None = None
+    models: dict | None = None
     flash_attn: Verdict | None = None
     seconds: dict = field(default_factory=dict)
 
@@ -51,6 +53,28 @@ def run(settings: Settings) -> tuple[Settings, Report]:
         report.warnings.append(choice.warning)
         log.warning(choice.warning, extra={"phase": "bootstrap.volume"})
     report.seconds["volume"] = round(time.monotonic() - start, 3)
+
+    # Models first: this sets HF_HUB_CACHE (and HF_HUB_OFFLINE when all is cached) before
+    # anything can import huggingface_hub; a missing file is reported, not raised, here.
+    mark = time.monotonic()
+    with phase(log, "bootstrap.models") as outcome:
+        models = ensure_models(ModelsConfig(
+            cache_dir=settings.hub_cache,
+            work_dir=settings.root / "models",
+            files=plan(settings.model, settings.ckpt, settings.vocab),
+            read_caches=(RUNPOD_HF_CACHE,),
+            legacy_dirs=tuple(p.expanduser() for p in settings.legacy_model_dirs),
+            fallback_cache_dir=LOCAL_VOLUME.expanduser() / "huggingface-cache" / "hub",
+            offline=settings.offline,
+            etag_timeout_s=min(10.0, settings.download_timeout_s),
+            download_timeout_s=settings.download_timeout_s,
+        ))
+        outcome.update(ok=models.ok, offline=models.offline, cache_dir=models.cache_dir)
+    report.models = models.to_json()
+    report.warnings += list(models.warnings)
+    if not models.ok:
+        report.warnings.append(report.models["error"])
+    report.seconds["models"] = round(time.monotonic() - mark, 3)
 
     mark = time.monotonic()
     report.flash_attn = provision(settings)

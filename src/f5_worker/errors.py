@@ -2,7 +2,8 @@
 
     F5WorkerError
     ├── ConfigError(ValueError)            a setting or argument has a value we cannot use
-    │   └── InvalidVersionRequest          F5_WORKER_FLASH_ATTN_VERSION is not auto/exact/range
+    │   ├── InvalidVersionRequest          F5_WORKER_FLASH_ATTN_VERSION is not auto/exact/range
+    │   └── BadModelRef                    F5_WORKER_MODEL / _CKPT / _VOCAB names nothing we can fetch
     ├── FetchError(OSError)                a download failed (after retries)
     │   ├── FetchTimeout(TimeoutError)
     │   ├── HTTPStatusError                the server answered 4xx/5xx
@@ -12,7 +13,9 @@
     │   ├── CorruptWheel                   not a readable zip / bad CRC / no dist-info
     │   └── InstallFailed                  pip refused it (its output is attached)
     ├── VerificationFailed                 the install imported badly or computed wrong numbers
-    └── FlashAttnRequired                  F5_WORKER_FLASH_ATTN=require and no wheel could be activated
+    ├── FlashAttnRequired                  F5_WORKER_FLASH_ATTN=require and no wheel could be activated
+    └── ModelUnavailable(FileNotFoundError) a model file is missing or broken and could not be fetched;
+                                           names each file and every place looked
 
 Each message names the value, the rule it broke and what to do next. Foreign
 exceptions (httpx, OSError from the volume, pip's exit status) are mapped to
@@ -35,6 +38,8 @@ __all__ = [
     "InstallFailed",
     "VerificationFailed",
     "FlashAttnRequired",
+    "BadModelRef",
+    "ModelUnavailable",
 ]
 
 
@@ -111,4 +116,23 @@ class FlashAttnRequired(F5WorkerError):
             f"F5_WORKER_FLASH_ATTN=require, but no flash-attn wheel could be activated: {reason}. "
             "Run 'f5-worker doctor' for the full plan, add a mirror with F5_WORKER_FLASH_ATTN_MIRRORS, "
             "or set F5_WORKER_FLASH_ATTN=auto to fall back to PyTorch SDPA."
+        )
+
+
+class BadModelRef(ConfigError):
+    def __init__(self, setting: str, value: str, detail: str):
+        self.setting, self.value = setting, value
+        super().__init__(
+            f"F5_WORKER_{setting}={value!r}: {detail}; give a local path, or a hub file as "
+            "ORG/REPO/PATH/IN/REPO (hf:// prefix allowed), e.g. SWivid/F5-TTS/F5TTS_v1_Base/model_1250000.safetensors"
+        )
+
+
+class ModelUnavailable(F5WorkerError, FileNotFoundError):
+    def __init__(self, missing: list):
+        self.missing = missing
+        super().__init__(
+            "model files unavailable: " + "; ".join(str(m) for m in missing)
+            + ". Put them in the hub cache (see README: Model cache), let the worker reach the hub "
+            "(unset F5_WORKER_OFFLINE, check HF_ENDPOINT and the network), or point F5_WORKER_CKPT at a local file."
         )

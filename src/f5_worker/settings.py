@@ -21,6 +21,12 @@ __all__ = ["Settings", "PREFIX", "RUNPOD_VOLUME", "UPSTREAM_RELEASES_URL"]
 PREFIX = "F5_WORKER_"
 RUNPOD_VOLUME = Path("/runpod-volume")
 LOCAL_VOLUME = Path("~/.cache/f5-worker-volume")
+# Where RunPod puts an endpoint's cached models (read in place, whatever volume we use).
+RUNPOD_HF_CACHE = RUNPOD_VOLUME / "huggingface-cache" / "hub"
+# Places older setups left model files: a directory baked into the image, the user's old hub cache,
+# cached_path's cache (F5-TTS's default loader), an app directory.
+LEGACY_MODEL_DIRS = (Path("/models"), Path("~/.cache/huggingface/hub"), Path("~/.cache/cached_path"), Path("/app"))
+DEFAULT_MODEL = "F5TTS_v1_Base"
 UPSTREAM_RELEASES_URL = "https://github.com/Dao-AILab/flash-attention/releases/download"
 FLASH_ATTN_MODES = ("off", "auto", "require")
 DEFAULT_DOWNLOAD_TIMEOUT_S = 30.0
@@ -96,6 +102,12 @@ class Settings:
     download_timeout_s: float = DEFAULT_DOWNLOAD_TIMEOUT_S
     download_retries: int = DEFAULT_DOWNLOAD_RETRIES
     verify_timeout_s: float = DEFAULT_VERIFY_TIMEOUT_S
+    model: str = DEFAULT_MODEL
+    ckpt: str | None = None
+    vocab: str | None = None
+    hf_cache: Path | None = None  # None: <volume>/huggingface-cache/hub
+    legacy_model_dirs: tuple[Path, ...] = LEGACY_MODEL_DIRS
+    offline: bool = False
     log_format: str = "json"
 
     def __post_init__(self) -> None:
@@ -110,6 +122,11 @@ class Settings:
     def root(self) -> Path:
         """The one directory on the volume that holds all of the worker's files."""
         return self.volume / "f5-worker"
+
+    @property
+    def hub_cache(self) -> Path:
+        """The Hugging Face hub cache the worker uses and fills (``HF_HUB_CACHE``)."""
+        return self.hf_cache or self.volume / "huggingface-cache" / "hub"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides) -> Settings:
@@ -136,6 +153,20 @@ class Settings:
             values["download_retries"] = _int("DOWNLOAD_RETRIES", raw["DOWNLOAD_RETRIES"])
         if "VERIFY_TIMEOUT" in raw:
             values["verify_timeout_s"] = _float("VERIFY_TIMEOUT", raw["VERIFY_TIMEOUT"])
+        if "MODEL" in raw:
+            values["model"] = raw["MODEL"].strip()
+        if raw.get("CKPT", "").strip():
+            values["ckpt"] = raw["CKPT"].strip()
+        if raw.get("VOCAB", "").strip():
+            values["vocab"] = raw["VOCAB"].strip()
+        if raw.get("HF_CACHE", "").strip():
+            values["hf_cache"] = Path(raw["HF_CACHE"]).expanduser()
+        if "LEGACY_MODEL_DIRS" in raw:
+            values["legacy_model_dirs"] = tuple(Path(p) for p in _list(raw["LEGACY_MODEL_DIRS"]))
+        if "OFFLINE" in raw:
+            values["offline"] = _bool("OFFLINE", raw["OFFLINE"])
+        elif env.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on"):
+            values["offline"] = True  # the standard switch means the same to us
         if "LOG_FORMAT" in raw:
             values["log_format"] = raw["LOG_FORMAT"].strip().lower()
         values.update(overrides)

@@ -25,7 +25,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import BadModelRef
+from ..errors import BadModelRef
 
 __all__ = ["HubFile", "LocalFile", "MODELS", "VOCOS", "DEFAULT_MODEL", "parse_ref", "plan"]
 
