@@ -81,7 +81,7 @@ def _with_retries(url: str, retries: int, attempt: Callable[[], object]):
     raise AssertionError("unreachable")
 
 
-def get_text(http: httpx.Client, url: str, max_bytes: int, retries: int = 2, allow_http: bool = True) -> str:
+def get_text(http: httpx.Client, url: str, max_bytes: int, retries: int = 2, allow_http: bool = False) -> str:
     def attempt() -> str:
         with http.stream("GET", url) as response:
             _check_redirects(response, allow_http)

@@ -122,10 +122,11 @@ def check_environment(fp: Fingerprint) -> str | None:
     if fp.compute_capability is None:
         return "no CUDA GPU detected; flash-attn needs one"
     if _older(fp.compute_capability, MIN_COMPUTE_CAPABILITY):
+        gpu = f"GPU {fp.gpu_name}" if fp.gpu_name else "the GPU"
         return (
-            f"GPU {fp.gpu_name or ''} has compute capability {fp.compute_capability}; "
+            f"{gpu} has compute capability {fp.compute_capability}; "
             f"FlashAttention-2 needs {MIN_COMPUTE_CAPABILITY} (Ampere) or newer"
-        ).replace("GPU  has", "GPU has")
+        )
     if fp.torch_version is None:
         return "torch is not installed"
     if fp.torch_cuda is None:

@@ -54,10 +54,10 @@ def check(site_dir: Path, result: dict) -> dict:
 
     location = Path(flash_attn.__file__).resolve()
     result["version"] = getattr(flash_attn, "__version__", None)
-    result["location"] = str(location)
     if site_dir.resolve() not in location.parents:
         result["error"] = f"import flash_attn found {location}, not the staged copy in {site_dir}"
         return result
+    result["location"] = str(location.relative_to(site_dir.resolve()))  # the site moves when published
     import flash_attn_2_cuda  # noqa: F401  the compiled extension; a mismatched build fails here
     from flash_attn import flash_attn_func, flash_attn_varlen_func
 
