@@ -7,7 +7,7 @@ import os
 import uuid
 from pathlib import Path
 
-__all__ = ["write_bytes_atomic", "write_json_atomic"]
+__all__ = ["write_bytes_atomic", "write_json_atomic", "writable"]
 
 
 def write_bytes_atomic(path: Path, data: bytes) -> None:
@@ -26,3 +26,15 @@ def write_bytes_atomic(path: Path, data: bytes) -> None:
 
 def write_json_atomic(path: Path, data: object) -> None:
     write_bytes_atomic(path, (json.dumps(data, indent=2, default=str) + "\n").encode())
+
+
+def writable(path: Path) -> str | None:
+    """Why ``path`` cannot hold new files, or None. Tries a real write: mount flags and ACLs lie."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".write-test-{uuid.uuid4().hex[:8]}"
+        probe.write_bytes(b"ok")
+        probe.unlink()
+        return None
+    except OSError as exc:
+        return f"{type(exc).__name__}: {exc.strerror or exc}"

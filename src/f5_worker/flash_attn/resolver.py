@@ -20,7 +20,7 @@ from packaging.version import InvalidVersion, Version
 
 from ..errors import InvalidVersionRequest
 from ..runtime.fingerprint import Fingerprint, version_tuple
-from .releases import DRIVER_MIN_FOR_CUDA, MIN_COMPUTE_CAPABILITY, RELEASES, Release, release_of
+from .releases import DRIVER_MIN_FOR_CUDA, MIN_COMPUTE_CAPABILITY, RELEASES, Release
 from .wheelname import FlashAttnWheel, NotAFlashAttnWheel
 
 __all__ = ["VersionRequest", "Offer", "Candidate", "Decision", "Plan", "resolve", "check_environment"]

@@ -34,6 +34,8 @@ from pathlib import Path
 from .catalog import HubFile
 from .integrity import CHUNK, digest_kind, new_hasher
 
+from ..fsutil import writable  # noqa: E402  (re-exported: callers ask the cache)
+
 __all__ = ["Entry", "repo_folder", "locate", "entry_at", "publish", "quarantine", "migrated_commit", "writable"]
 
 
@@ -176,15 +178,4 @@ def quarantine(entry: Entry, into: Path) -> str:
     except OSError as exc:
         return f"could not move it aside ({type(exc).__name__}: {exc}); skipped"
 
-
-def writable(path: Path) -> str | None:
-    """Why ``path`` cannot be written, or None. Tries a real write: mount flags and ACLs lie."""
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        probe = path / f".write-test-{uuid.uuid4().hex[:8]}"
-        probe.write_bytes(b"ok")
-        probe.unlink()
-        return None
-    except OSError as exc:
-        return f"{type(exc).__name__}: {exc.strerror or exc}"
 

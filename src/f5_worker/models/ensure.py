@@ -187,7 +187,7 @@ def ensure_models(cfg: ModelsConfig) -> ModelsReport:
     if not needs_hub:
         hubenv.apply({"HF_HUB_OFFLINE": "1"})  # before anything imports huggingface_hub: no HEAD requests later
     elif not cfg.offline and writable:
-        unreachable = None
+        unreachable = unreachable_ref = None
         for i in needs_hub:
             f, _, _, trace, seconds, _ = found[i]
             t0 = time.monotonic()
