@@ -13,11 +13,11 @@ from dataclasses import dataclass, field
 
 from . import __version__
 from .flash_attn.provision import Verdict, provision
-from .models import ModelsConfig, ensure_models, plan
+from .models import ModelsConfig, ModelsReport, ensure_models, plan
 from .fsutil import write_json_atomic
 from .log import get_logger, phase
 from .runtime import probe
-from .settings import LOCAL_VOLUME, RUNPOD_HF_CACHE, Settings
+from .settings import LOCAL_VOLUME, RUNPOD_HF_CACHE, TINY_RANDOM, Settings
 from .volume import choose_volume
 
 __all__ = ["Report", "run"]
@@ -33,10 +33,11 @@ class Report:
     fingerprint: dict | None = None
     models: dict | None = None
     flash_attn: Verdict | None = None
+    model_files: ModelsReport | None = None  # the object behind ``models``: paths to load, raise_if_failed()
     seconds: dict = field(default_factory=dict)
 
     def to_json(self) -> dict:
-        data = {k: v for k, v in vars(self).items() if k != "flash_attn"}
+        data = {k: v for k, v in vars(self).items() if k not in ("flash_attn", "model_files")}
         data["flash_attn"] = self.flash_attn.to_json() if self.flash_attn else None
         return data
 
@@ -61,7 +62,8 @@ def run(settings: Settings) -> tuple[Settings, Report]:
         models = ensure_models(ModelsConfig(
             cache_dir=settings.hub_cache,
             work_dir=settings.root / "models",
-            files=plan(settings.model, settings.ckpt, settings.vocab),
+            # tiny-random builds its weights: nothing to fetch
+            files=() if settings.model == TINY_RANDOM else plan(settings.model, settings.ckpt, settings.vocab),
             read_caches=(RUNPOD_HF_CACHE,),
             legacy_dirs=tuple(p.expanduser() for p in settings.legacy_model_dirs),
             fallback_cache_dir=LOCAL_VOLUME.expanduser() / "huggingface-cache" / "hub",
@@ -70,7 +72,7 @@ def run(settings: Settings) -> tuple[Settings, Report]:
             download_timeout_s=settings.download_timeout_s,
         ))
         outcome.update(ok=models.ok, offline=models.offline, cache_dir=models.cache_dir)
-    report.models = models.to_json()
+    report.model_files, report.models = models, models.to_json()
     report.warnings += list(models.warnings)
     if not models.ok:
         report.warnings.append(report.models["error"])

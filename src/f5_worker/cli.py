@@ -1,7 +1,8 @@
 """``f5-worker``: the command line.
 
     f5-worker init [--json]                      run the bootstrap, print its report
-    f5-worker serve                              bootstrap, then serve (for now: the report)
+    f5-worker serve [--host H] [--port P]        bootstrap, load, warm up, then the local HTTP API
+    f5-worker runpod                             bootstrap, load, warm up, then the RunPod handler
     f5-worker flash-attn resolve [--env FILE.json] [--version SPEC] [--json]
     f5-worker flash-attn install [--json]        bootstrap's flash-attn step alone
     f5-worker doctor [--json]                    fingerprint, plan, what is published and active
@@ -96,6 +97,30 @@ def cmd_init(args, settings: Settings) -> int:
     return 0
 
 
+def cmd_serve(args, settings: Settings) -> int:
+    from .worker import start
+
+    worker = start(settings)  # first: nothing may import F5-TTS (or flash_attn) before the bootstrap
+    import uvicorn
+
+    from .serving.api import build_app
+
+    print(f"f5-worker: serving {worker.service.engine.info()['model']} on http://{args.host}:{args.port} "
+          f"(POST /runsync, /run, /v1/audio/speech; GET /health)", file=sys.stderr, flush=True)
+    uvicorn.run(build_app(worker), host=args.host, port=args.port, log_level="warning")
+    return 0
+
+
+def cmd_runpod(args, settings: Settings) -> int:
+    from .worker import start
+
+    worker = start(settings)  # first: nothing may import F5-TTS (or flash_attn) before the bootstrap
+    from .serving.handler import serve_runpod
+
+    serve_runpod(worker.service, worker.settings.streaming, worker.settings.concurrency)
+    return 0
+
+
 def cmd_doctor(args, settings: Settings) -> int:
     from . import net
     from .flash_attn import install
@@ -138,7 +163,11 @@ def _parser() -> argparse.ArgumentParser:
         return p
 
     with_json(sub.add_parser("init", help="run the bootstrap and print its report")).set_defaults(func=cmd_init)
-    with_json(sub.add_parser("serve", help="run the bootstrap, then serve")).set_defaults(func=cmd_init)
+    serve = sub.add_parser("serve", help="run the bootstrap, then serve the local HTTP API")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.set_defaults(func=cmd_serve)
+    sub.add_parser("runpod", help="run the bootstrap, then the RunPod serverless handler").set_defaults(func=cmd_runpod)
     with_json(sub.add_parser("doctor", help="fingerprint, plan, published installs")).set_defaults(func=cmd_doctor)
     fa = sub.add_parser("flash-attn", help="flash-attn wheels").add_subparsers(dest="fa_command", required=True)
     resolve = with_json(fa.add_parser("resolve", help="print the plan of wheels for a runtime"))
@@ -150,7 +179,10 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    # The RunPod SDK reads its own flags (--rp_serve_api, --test_input...) from sys.argv.
+    args, unknown = _parser().parse_known_args(argv)
+    if unknown and getattr(args, "func", None) is not cmd_runpod:
+        _parser().error(f"unrecognized arguments: {' '.join(unknown)}")
     try:
         settings = Settings.from_env()
         log.configure(settings.log_format)

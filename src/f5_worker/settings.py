@@ -27,6 +27,7 @@ RUNPOD_HF_CACHE = RUNPOD_VOLUME / "huggingface-cache" / "hub"
 # cached_path's cache (F5-TTS's default loader), an app directory.
 LEGACY_MODEL_DIRS = (Path("/models"), Path("~/.cache/huggingface/hub"), Path("~/.cache/cached_path"), Path("/app"))
 DEFAULT_MODEL = "F5TTS_v1_Base"
+TINY_RANDOM = "tiny-random"  # the real architectures, tiny, random weights: tests and offline smoke runs
 UPSTREAM_RELEASES_URL = "https://github.com/Dao-AILab/flash-attention/releases/download"
 FLASH_ATTN_MODES = ("off", "auto", "require")
 DEFAULT_DOWNLOAD_TIMEOUT_S = 30.0
@@ -108,6 +109,16 @@ class Settings:
     hf_cache: Path | None = None  # None: <volume>/huggingface-cache/hub
     legacy_model_dirs: tuple[Path, ...] = LEGACY_MODEL_DIRS
     offline: bool = False
+    # Serving
+    voices_dir: Path | None = None  # None: <volume>/f5-worker/voices
+    concurrency: int = 1  # jobs one worker takes at once (GPU work is serialised)
+    streaming: bool = False  # the RunPod handler yields audio chunk by chunk
+    max_text_chars: int = 5_000
+    max_ref_bytes: int = 10 * 1024**2
+    max_ref_seconds: float = 60.0
+    max_output_seconds: float = 300.0
+    ref_download_timeout_s: float = 15.0
+    ref_allow_http: bool = False
     log_format: str = "json"
 
     def __post_init__(self) -> None:
@@ -115,6 +126,8 @@ class Settings:
             raise ConfigError(
                 f"{PREFIX}FLASH_ATTN={self.flash_attn!r} is not one of {', '.join(FLASH_ATTN_MODES)}"
             )
+        if self.concurrency < 1:
+            raise ConfigError(f"{PREFIX}CONCURRENCY={self.concurrency} must be 1 or more")
         if self.log_format not in ("json", "text"):
             raise ConfigError(f"{PREFIX}LOG_FORMAT={self.log_format!r} is not json or text")
 
@@ -122,6 +135,11 @@ class Settings:
     def root(self) -> Path:
         """The one directory on the volume that holds all of the worker's files."""
         return self.volume / "f5-worker"
+
+    @property
+    def voices(self) -> Path:
+        """Stored reference voices: <name>.wav (or .flac/.mp3/.ogg) with <name>.txt holding its words."""
+        return self.voices_dir or self.root / "voices"
 
     @property
     def hub_cache(self) -> Path:
@@ -167,6 +185,17 @@ class Settings:
             values["offline"] = _bool("OFFLINE", raw["OFFLINE"])
         elif env.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on"):
             values["offline"] = True  # the standard switch means the same to us
+        if raw.get("VOICES_DIR", "").strip():
+            values["voices_dir"] = Path(raw["VOICES_DIR"]).expanduser()
+        for name, parse in (("CONCURRENCY", _int), ("MAX_TEXT_CHARS", _int), ("MAX_REF_BYTES", _int),
+                            ("MAX_REF_SECONDS", _float), ("MAX_OUTPUT_SECONDS", _float),
+                            ("REF_DOWNLOAD_TIMEOUT", _float)):
+            if name in raw:
+                field_name = "ref_download_timeout_s" if name == "REF_DOWNLOAD_TIMEOUT" else name.lower()
+                values[field_name] = parse(name, raw[name])
+        for name in ("STREAMING", "REF_ALLOW_HTTP"):
+            if name in raw:
+                values[name.lower()] = _bool(name, raw[name])
         if "LOG_FORMAT" in raw:
             values["log_format"] = raw["LOG_FORMAT"].strip().lower()
         values.update(overrides)

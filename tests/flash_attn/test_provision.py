@@ -242,7 +242,7 @@ class TestMirrors:
         assert len(httpserver.log) == 0
 
 
-RUNNER = Path(__file__).parent.parent / "support" / "run_provision.py"
+RUNNER = Path(__file__).parent.parent / "lib" / "support" / "run_provision.py"
 
 
 def run_worker(settings_json: str, fp_json: str) -> subprocess.Popen:

@@ -15,7 +15,6 @@ import hashlib
 import random
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 
@@ -29,13 +28,8 @@ from .models import SAMPLE_RATE, TINY_RANDOM, ModelFiles, build_model, build_voc
 __all__ = ["Engine", "EngineConfig", "SynthesisParams", "Reference", "Cancelled", "crossfade", "SAMPLE_RATE"]
 
 log = get_logger("engine")
-# F5-TTS clips references to 12 s and pads them with 50 ms of silence (preprocess_ref_audio_text).
-MAX_REFERENCE_S = 12.0
-REFERENCE_PAD_S = 0.05
-# Its chunking budget: chars of reference text per second, times the seconds left in a ~22 s window.
+# F5-TTS's chunking budget: chars of reference text per second, times the seconds left in a ~22 s window.
 WINDOW_S = 22.0
-SILENCE_DBFS = -42.0  # F5-TTS's remove_silence_edges threshold
-REFERENCE_CACHE_SIZE = 64
 
 
 class Cancelled(Exception):
@@ -70,18 +64,6 @@ class Reference:
     @property
     def seconds(self) -> float:
         return self.audio.shape[-1] / SAMPLE_RATE
-
-
-def _trim_silent_edges(samples: np.ndarray) -> np.ndarray:
-    frame = SAMPLE_RATE // 100
-    usable = len(samples) // frame * frame
-    if usable == 0:
-        return samples
-    rms = np.sqrt(np.mean(samples[:usable].reshape(-1, frame) ** 2, axis=1) + 1e-12)
-    loud = np.flatnonzero(20 * np.log10(rms) > SILENCE_DBFS)
-    if len(loud) == 0:
-        return samples
-    return samples[loud[0] * frame: (loud[-1] + 1) * frame]
 
 
 def crossfade(waves: Iterator[np.ndarray], fade: int) -> Iterator[np.ndarray]:
@@ -121,7 +103,6 @@ class Engine:
         self.vocoder = build_vocoder(config.model, config.files, device=self.device)
         self.dtype = next(self.model.parameters()).dtype
         self._lock = threading.Lock()
-        self._references: OrderedDict[str, Reference] = OrderedDict()
         self.load_seconds = round(time.monotonic() - started, 3)
         event(log, "engine loaded", phase="engine.load", model=config.model, device=self.device,
               dtype=str(self.dtype), attn_backend=config.attn_backend, duration_ms=self.load_seconds * 1000)
@@ -144,23 +125,14 @@ class Engine:
     # -- references ----------------------------------------------------------------
 
     def reference(self, samples: np.ndarray, text: str) -> Reference:
-        """Prepare a reference voice (24 kHz mono float32) once; later calls with the same content reuse it."""
+        """A reference voice from samples already prepared by ``serving.audio`` (24 kHz mono, clipped as F5-TTS does)."""
         key = hashlib.sha256(np.ascontiguousarray(samples, dtype=np.float32).tobytes() + text.encode()).hexdigest()
-        if key in self._references:
-            self._references.move_to_end(key)
-            return self._references[key]
-        trimmed = _trim_silent_edges(np.asarray(samples, dtype=np.float32))[: int(MAX_REFERENCE_S * SAMPLE_RATE)]
-        padded = np.concatenate([trimmed, np.zeros(int(REFERENCE_PAD_S * SAMPLE_RATE), dtype=np.float32)])
         # F5-TTS ends the reference text with sentence punctuation and a space, so chunks start cleanly.
         text = text.strip()
         if not text.endswith(("。", ".")):
             text += "."
         text = text if text.endswith("。") else text + " "
-        reference = Reference(torch.from_numpy(padded)[None], text, key)
-        self._references[key] = reference
-        while len(self._references) > REFERENCE_CACHE_SIZE:
-            self._references.popitem(last=False)
-        return reference
+        return Reference(torch.from_numpy(np.array(samples, dtype=np.float32))[None], text, key)
 
     # -- synthesis -----------------------------------------------------------------
 
@@ -209,7 +181,6 @@ class Engine:
         voice = (0.1 * rng.standard_normal(SAMPLE_RATE * 2)).astype(np.float32)
         self.synthesize(self.reference(voice, "Warm up."), "Warming up the worker.",
                         SynthesisParams(nfe_step=2, seed=0))
-        self._references.clear()
         seconds = round(time.monotonic() - started, 3)
         event(log, "engine warmed up", phase="engine.warm_up", duration_ms=seconds * 1000)
         return seconds

@@ -14,11 +14,11 @@ from pathlib import Path
 import torch
 import yaml
 
+from ..settings import TINY_RANDOM
 from . import f5lib
 
 __all__ = ["ModelFiles", "TINY_RANDOM", "build_model", "build_vocoder", "N_MELS", "SAMPLE_RATE", "HOP_LENGTH"]
 
-TINY_RANDOM = "tiny-random"
 SAMPLE_RATE = 24_000
 N_MELS = 100
 HOP_LENGTH = 256

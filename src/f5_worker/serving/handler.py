@@ -1,0 +1,54 @@
+"""The RunPod handler: jobs in through the SDK, run on a thread so several can be in flight.
+
+GPU work is serialised inside the engine; concurrency > 1 overlaps what is not GPU
+work (fetching and decoding references, encoding outputs). A job the SDK cancels
+stops at the next chunk boundary.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+from .service import Service
+
+__all__ = ["make_handler", "serve_runpod"]
+
+
+def make_handler(service: Service, streaming: bool):
+    if streaming:
+        async def stream_handler(job: dict):
+            cancel = threading.Event()
+            pieces = service.stream(job.get("input"), cancel.is_set)
+            try:
+                while (item := await asyncio.to_thread(next, pieces, None)) is not None:
+                    yield item
+            except asyncio.CancelledError:
+                cancel.set()
+                raise
+
+        return stream_handler
+
+    async def handler(job: dict) -> dict:
+        cancel = threading.Event()
+        try:
+            return await asyncio.to_thread(service.run, job.get("input"), cancel.is_set)
+        except asyncio.CancelledError:
+            cancel.set()
+            raise
+
+    return handler
+
+
+def runpod_config(service: Service, streaming: bool, concurrency: int) -> dict:
+    return {
+        "handler": make_handler(service, streaming),
+        "concurrency_modifier": lambda current: concurrency,
+        "return_aggregate_stream": True,  # /run and /runsync also get the streamed pieces, as a list
+    }
+
+
+def serve_runpod(service: Service, streaming: bool, concurrency: int) -> None:
+    import runpod
+
+    runpod.serverless.start(runpod_config(service, streaming, concurrency))

@@ -1,0 +1,75 @@
+"""The worker, assembled: bootstrap, engine with the verified attention backend, warm-up, service.
+
+``start(settings)`` is what both entry points run before serving: the RunPod handler
+(``f5-worker runpod``) and the local HTTP API (``f5-worker serve``).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import bootstrap
+from .bootstrap import Report
+from .log import get_logger, phase
+from .settings import TINY_RANDOM, Settings
+
+__all__ = ["Worker", "start"]
+
+log = get_logger("worker")
+
+
+@dataclass
+class Worker:
+    settings: Settings
+    report: Report
+    service: object  # serving.service.Service (imported after the bootstrap: it imports F5-TTS)
+
+    def health(self) -> dict:
+        verdict = self.report.flash_attn
+        return {
+            "status": "ready",
+            "engine": self.service.engine.info(),
+            "flash_attn": {"backend": verdict.backend, "reason": verdict.reason, "version": verdict.version,
+                           "backends": verdict.backends} if verdict else None,
+            "warnings": self.report.warnings,
+            "bootstrap_seconds": self.report.seconds,
+        }
+
+
+def _uploader():
+    """RunPod's bucket upload, when the operator configured a bucket the way the SDK expects."""
+    if not os.environ.get("BUCKET_ENDPOINT_URL"):
+        return None
+    from runpod.serverless.utils import rp_upload
+
+    return lambda name, data: rp_upload.upload_in_memory_object(name, data, prefix="f5-worker")
+
+
+def start(settings: Settings, *, warm_up: bool = True) -> Worker:
+    settings, report = bootstrap.run(settings)
+
+    # Only now may F5-TTS be imported: flash_attn, if any, is verified and on sys.path.
+    from .engine.engine import Engine, EngineConfig
+    from .engine.models import ModelFiles
+    from .serving.request import Limits
+    from .serving.service import Service, ServiceConfig
+
+    if settings.model == TINY_RANDOM:
+        files = ModelFiles()
+    else:
+        report.model_files.raise_if_failed()
+        files = ModelFiles(**{role: Path(path) for role, path in report.model_files.paths.items()})
+    single = report.flash_attn.backends.get("single", {}).get("backend", "sdpa") if report.flash_attn else "sdpa"
+    with phase(log, "engine.load"):
+        engine = Engine(EngineConfig(model=settings.model, files=files,
+                                     attn_backend="flash_attn" if single == "flash_attn" else "torch"))
+    if warm_up:
+        report.seconds["warm_up"] = engine.warm_up()
+    limits = Limits(max_text_chars=settings.max_text_chars, max_ref_bytes=settings.max_ref_bytes,
+                    max_ref_seconds=settings.max_ref_seconds, max_output_seconds=settings.max_output_seconds,
+                    download_timeout_s=settings.ref_download_timeout_s)
+    service = Service(engine, ServiceConfig(voices_dir=settings.voices, limits=limits,
+                                            ref_allow_http=settings.ref_allow_http, upload=_uploader()))
+    return Worker(settings, report, service)

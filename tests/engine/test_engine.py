@@ -1,0 +1,166 @@
+"""The engine with the tiny-random model: the real F5-TTS code path on the CPU (the audio is noise)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch.nn.functional as F
+
+from f5_worker.engine.engine import Cancelled, SynthesisParams, crossfade
+from support.engine import tiny_engine, tone
+
+FAST = dict(nfe_step=4)
+
+
+def engine_max_chars(voice) -> int:
+    """F5-TTS's infer_process budget: reference text bytes per second times the seconds left of ~22 s."""
+    return int(len(voice.text.encode()) / voice.seconds * (22 - voice.seconds))
+LONG_TEXT = " ".join(f"Sentence number {i} is spoken here, with a few more words." for i in range(12))
+
+
+@pytest.fixture(scope="module")
+def engine():
+    return tiny_engine()
+
+
+@pytest.fixture(scope="module")
+def voice(engine):
+    return engine.reference(tone(3.0), "This is the reference voice")
+
+
+class TestCrossfade:
+    def test_matches_f5_tts_linear_fade(self):
+        a, b = np.ones(10, np.float32), np.zeros(8, np.float32)
+        out = np.concatenate(list(crossfade(iter([a, b]), fade=4)))
+        expected = np.concatenate([np.ones(6), np.linspace(1, 0, 4), np.zeros(4)])
+        np.testing.assert_allclose(out, expected, atol=1e-6)
+
+    def test_yields_early_and_holds_back_only_the_fade(self):
+        pieces = crossfade(iter([np.ones(100, np.float32), np.ones(100, np.float32)]), fade=10)
+        assert len(next(pieces)) == 90
+
+    @pytest.mark.parametrize("lengths, fade", [([5, 3, 50], 8), ([1], 4), ([20, 20], 0)])
+    def test_length_is_sum_minus_overlaps(self, lengths, fade):
+        waves = [np.ones(n, np.float32) for n in lengths]
+        out = np.concatenate(list(crossfade(iter(waves), fade)))
+        total, overlap = lengths[0], 0
+        for n in lengths[1:]:
+            overlap += min(fade, total, n)
+            total += n - min(fade, total, n)
+        assert len(out) == sum(lengths) - overlap
+
+
+class TestSynthesis:
+    def test_speech_is_made_and_labelled_random(self, engine, voice):
+        audio = engine.synthesize(voice, "Hello world, this is a test.", SynthesisParams(seed=1, **FAST))
+        assert audio.dtype == np.float32 and 1.0 < len(audio) / 24_000 < 10
+        assert np.isfinite(audio).all() and audio.std() > 0
+        assert engine.info()["random_weights"] is True
+
+    def test_fixed_seed_repeats_and_another_seed_differs(self, engine, voice):
+        run = lambda seed: engine.synthesize(voice, "Same words twice.", SynthesisParams(seed=seed, **FAST))
+        assert np.array_equal(run(7), run(7))
+        assert not np.array_equal(run(7), run(8))
+
+    def test_long_text_is_chunked_by_f5_rules_and_streams_what_it_returns_whole(self, engine, voice):
+        from f5_tts.infer.utils_infer import chunk_text
+
+        chunks = engine.chunks(voice, LONG_TEXT, speed=1.0)
+        assert len(chunks) > 2
+        assert chunks == chunk_text(LONG_TEXT, max_chars=engine_max_chars(voice))
+        params = SynthesisParams(seed=3, **FAST)
+        pieces = list(engine.stream(voice, LONG_TEXT, params))
+        assert len(pieces) >= len(chunks)
+        np.testing.assert_array_equal(np.concatenate(pieces), engine.synthesize(voice, LONG_TEXT, params))
+
+    def test_speed_shortens_output(self, engine, voice):
+        slow = engine.synthesize(voice, "A sentence of moderate length for timing.", SynthesisParams(seed=1, speed=0.7, **FAST))
+        fast = engine.synthesize(voice, "A sentence of moderate length for timing.", SynthesisParams(seed=1, speed=1.5, **FAST))
+        assert len(fast) < len(slow)
+
+    def test_cancellation_stops_between_chunks(self, engine, voice):
+        calls = []
+
+        def cancelled():
+            calls.append(1)
+            return len(calls) > 1
+
+        with pytest.raises(Cancelled, match="before chunk 2"):
+            list(engine.stream(voice, LONG_TEXT, SynthesisParams(seed=1, **FAST), cancelled))
+
+
+class TestAttentionBackend:
+    def test_sdpa_backend_runs_sdpa(self, engine, voice, monkeypatch):
+        calls = []
+        real = F.scaled_dot_product_attention
+        monkeypatch.setattr(F, "scaled_dot_product_attention", lambda *a, **k: calls.append(1) or real(*a, **k))
+        engine.synthesize(voice, "Count the attention calls.", SynthesisParams(seed=1, nfe_step=4))
+        # 2 layers x 4 steps x (conditional + unconditional in one batch) at least
+        assert len(calls) >= 2 * 4
+        assert engine.info()["attn_backend"] == "torch"
+
+    def test_flash_attn_backend_runs_flash_attn(self, tmp_path):
+        """In a fresh process with a stand-in flash_attn on sys.path (as the bootstrap activates one),
+        the engine built for 'flash_attn' calls flash_attn_varlen_func (F5-TTS's flash path) and not SDPA."""
+        stand_in = tmp_path / "site"
+        (stand_in / "flash_attn").mkdir(parents=True)
+        (stand_in / "flash_attn" / "__init__.py").write_text(FLASH_STAND_IN)
+        (stand_in / "flash_attn" / "bert_padding.py").write_text(BERT_PADDING)
+        script = CHECK_BACKEND.replace("SITE", str(stand_in))
+        proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
+                              cwd=Path(__file__).parent.parent)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        counts = json.loads(proc.stdout.strip().splitlines()[-1])
+        assert counts["flash"] > 0 and counts["sdpa"] == 0, counts
+
+
+FLASH_STAND_IN = '''
+import torch.nn.functional as F
+CALLS = []
+_REAL_SDPA = F.scaled_dot_product_attention  # bound now: the test counts later calls of F's
+def _sdpa(q, k, v):
+    return _REAL_SDPA(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)).transpose(1, 2)
+def flash_attn_func(q, k, v, **kw):
+    CALLS.append("dense")
+    return _sdpa(q, k, v)
+def flash_attn_varlen_func(q, k, v, cu_q, cu_k, max_q, max_k, **kw):
+    import torch
+    CALLS.append("varlen")
+    b = cu_q.tolist()
+    return torch.cat([_sdpa(q[x:y][None], k[x:y][None], v[x:y][None])[0] for x, y in zip(b, b[1:])])
+'''
+
+BERT_PADDING = '''
+import torch
+def unpad_input(hidden, mask, *args):
+    seqlens = mask.sum(-1, dtype=torch.int32)
+    indices = torch.nonzero(mask.flatten(), as_tuple=False).flatten()
+    cu = torch.nn.functional.pad(torch.cumsum(seqlens, 0, dtype=torch.int32), (1, 0))
+    return hidden.flatten(0, 1)[indices], indices, cu, int(seqlens.max()), seqlens
+def pad_input(hidden, indices, batch, seqlen):
+    out = torch.zeros(batch * seqlen, *hidden.shape[1:], dtype=hidden.dtype, device=hidden.device)
+    out[indices] = hidden
+    return out.view(batch, seqlen, *hidden.shape[1:])
+'''
+
+CHECK_BACKEND = '''
+import json, sys
+sys.path.insert(0, "SITE")
+import torch.nn.functional as F
+from f5_worker.engine.engine import Engine, EngineConfig, SynthesisParams
+import flash_attn
+sdpa = []
+real = F.scaled_dot_product_attention
+F.scaled_dot_product_attention = lambda *a, **k: sdpa.append(1) or real(*a, **k)
+engine = Engine(EngineConfig(model="tiny-random", attn_backend="flash_attn", device="cpu"))
+import numpy as np
+voice = engine.reference((0.1 * np.random.default_rng(0).standard_normal(48000)).astype(np.float32), "Reference words")
+flash_attn.CALLS.clear(); sdpa.clear()
+engine.synthesize(voice, "Which attention runs?", SynthesisParams(seed=1, nfe_step=4))
+print(json.dumps({"flash": len(flash_attn.CALLS), "sdpa": len(sdpa)}))
+'''
