@@ -12,6 +12,7 @@ from pathlib import Path
 
 from . import bootstrap
 from .bootstrap import Report
+from .errors import ModelUnavailable
 from .log import get_logger, phase
 from .settings import TINY_RANDOM, Settings
 
@@ -61,6 +62,9 @@ def start(settings: Settings, *, warm_up: bool = True) -> Worker:
     else:
         report.model_files.raise_if_failed()
         files = ModelFiles(**{role: Path(path) for role, path in report.model_files.paths.items()})
+        if None in (files.checkpoint, files.vocab, files.vocoder_config, files.vocoder_weights):
+            # Never fall through to random weights for a real model.
+            raise ModelUnavailable([f"model step returned no path for one of {sorted(report.model_files.paths)}"])
     single = report.flash_attn.backends.get("single", {}).get("backend", "sdpa") if report.flash_attn else "sdpa"
     with phase(log, "engine.load"):
         engine = Engine(EngineConfig(model=settings.model, files=files,

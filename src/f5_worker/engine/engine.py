@@ -23,7 +23,7 @@ import torch
 
 from ..log import event, get_logger
 from . import f5lib
-from .models import SAMPLE_RATE, TINY_RANDOM, ModelFiles, build_model, build_vocoder
+from .models import SAMPLE_RATE, ModelFiles, build_model, build_vocoder
 
 __all__ = ["Engine", "EngineConfig", "SynthesisParams", "Reference", "Cancelled", "crossfade", "SAMPLE_RATE"]
 
@@ -108,13 +108,13 @@ class Engine:
               dtype=str(self.dtype), attn_backend=config.attn_backend, duration_ms=self.load_seconds * 1000)
 
     @property
-    def tiny_random(self) -> bool:
-        return self.config.model == TINY_RANDOM
+    def random_weights(self) -> bool:
+        return self.config.files.checkpoint is None
 
     def info(self) -> dict:
         return {
             "model": self.config.model,
-            "random_weights": self.tiny_random,
+            "random_weights": self.random_weights,
             "device": self.device,
             "dtype": str(self.dtype).removeprefix("torch."),
             "attn_backend": self.config.attn_backend,

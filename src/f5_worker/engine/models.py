@@ -1,9 +1,9 @@
-"""Build F5-TTS and Vocos: the real checkpoints, or the same architectures tiny and random.
+"""Build F5-TTS and Vocos: from checkpoints, or with seeded random weights.
 
-``tiny-random`` is the real ``CFM(DiT)`` and the real ``Vocos`` at a toy size with
-seeded random weights: the whole synthesis code path runs (tokenizer, ODE sampler,
-attention backend, vocoder), but the audio is noise. Tests and offline smoke runs
-use it; everything it produces is labelled so.
+Without checkpoint files the real ``CFM(DiT)`` and ``Vocos`` are built with random
+weights: ``tiny-random`` at a toy size (tests and offline smoke runs), or a real
+size such as ``F5TTS_v1_Base`` for speed benchmarks (speed does not depend on weight
+values). The whole synthesis path runs; the audio is noise, and is labelled so.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ N_FFT = 1024
 TINY_ARCH = dict(dim=64, depth=2, heads=2, dim_head=32, ff_mult=2, text_dim=32, conv_layers=1,
                  text_mask_padding=True, qk_norm=None, pe_attn_head=None)
 TINY_VOCOS = dict(dim=32, intermediate_dim=64, num_layers=1)
+VOCOS_MEL_24KHZ = dict(dim=512, intermediate_dim=1536, num_layers=8)  # charactr/vocos-mel-24khz config.yaml
 TINY_SEED = 0
 
 
@@ -51,7 +52,7 @@ def model_arch(model: str) -> dict:
 
 def build_model(model: str, files: ModelFiles, *, attn_backend: str, attn_mask_enabled: bool, device: str):
     arch = model_arch(model) | {"attn_backend": attn_backend, "attn_mask_enabled": attn_mask_enabled}
-    if model != TINY_RANDOM:
+    if files.checkpoint is not None:
         # F5-TTS's own loader: EMA weights, fp16 on CUDA, its key patches.
         return f5lib.utils_infer.load_model(f5lib.DiT, arch, str(files.checkpoint), vocab_file=str(files.vocab), device=device)
     vocab = files.vocab or f5lib.package_file("infer/examples/vocab.txt")
@@ -72,7 +73,7 @@ def build_model(model: str, files: ModelFiles, *, attn_backend: str, attn_mask_e
 def build_vocoder(model: str, files: ModelFiles, *, device: str):
     from vocos import Vocos
 
-    if model != TINY_RANDOM:
+    if files.vocoder_config is not None:
         vocoder = Vocos.from_hparams(str(files.vocoder_config))
         vocoder.load_state_dict(torch.load(files.vocoder_weights, map_location="cpu", weights_only=True))
         return vocoder.eval().to(device)
@@ -80,12 +81,13 @@ def build_vocoder(model: str, files: ModelFiles, *, device: str):
     from vocos.heads import ISTFTHead
     from vocos.models import VocosBackbone
 
+    size = TINY_VOCOS if model == TINY_RANDOM else VOCOS_MEL_24KHZ
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(TINY_SEED)
         vocoder = Vocos(
             feature_extractor=MelSpectrogramFeatures(sample_rate=SAMPLE_RATE, n_fft=N_FFT, hop_length=HOP_LENGTH,
                                                      n_mels=N_MELS, padding="center"),
-            backbone=VocosBackbone(input_channels=N_MELS, **TINY_VOCOS),
-            head=ISTFTHead(dim=TINY_VOCOS["dim"], n_fft=N_FFT, hop_length=HOP_LENGTH, padding="same"),
+            backbone=VocosBackbone(input_channels=N_MELS, **size),
+            head=ISTFTHead(dim=size["dim"], n_fft=N_FFT, hop_length=HOP_LENGTH, padding="same"),
         )
     return vocoder.eval().to(device)

@@ -34,7 +34,7 @@ INLINE_MAX_BYTES = 11 * 1024**2
 # 480 KB, 640 KB in base64.
 STREAM_PIECE_SECONDS = 10.0
 VOICE_SUFFIXES = (".wav", ".flac", ".mp3", ".ogg", ".opus")
-RANDOM_WEIGHTS_NOTE = "tiny-random model: random weights, the audio is noise (for tests and smoke runs)"
+RANDOM_WEIGHTS_NOTE = "random weights (tiny-random or a benchmark build): the audio is noise"
 
 
 @dataclass(frozen=True)
