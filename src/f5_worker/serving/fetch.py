@@ -28,7 +28,6 @@ import socket
 import ssl
 import threading
 import time
-import urllib.parse
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 

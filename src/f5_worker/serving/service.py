@@ -127,14 +127,18 @@ class Service:
             request = parse_request(payload, self.config.limits)
             data, result = self.render(request, cancelled)
             return result | self._deliver(request, data)
-        except ServingError as exc:
+        except Exception as exc:  # every failure is an answer; the worker keeps serving
+            return self._failure(exc)
+
+    @staticmethod
+    def _failure(exc: Exception) -> dict:
+        if isinstance(exc, ServingError):
             event(log, "request rejected", phase="serve", error=str(exc))
             return {"error": str(exc)}
-        except Cancelled as exc:
+        if isinstance(exc, Cancelled):
             return {"error": f"job cancelled ({exc})"}
-        except Exception:
-            log.exception("request failed", extra={"phase": "serve"})
-            return {"error": "internal error while synthesising; the worker logged the details"}
+        log.error("request failed", exc_info=exc, extra={"phase": "serve"})
+        return {"error": "internal error while synthesising; the worker logged the details"}
 
     def render(self, request: SynthesisRequest, cancelled: Callable[[], bool] | None = None) -> tuple[bytes, dict]:
         """The encoded audio file and what describes it; raises ``ServingError`` for bad input."""
@@ -167,10 +171,5 @@ class Service:
                     yield {"index": index, "audio": base64.b64encode(data).decode(),
                            **self._describe(request, params, len(part))}
                     index += 1
-        except ServingError as exc:
-            yield {"error": str(exc)}
-        except Cancelled as exc:
-            yield {"error": f"job cancelled ({exc})"}
-        except Exception:
-            log.exception("streaming request failed", extra={"phase": "serve"})
-            yield {"error": "internal error while synthesising; the worker logged the details"}
+        except Exception as exc:
+            yield self._failure(exc)
