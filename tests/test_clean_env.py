@@ -26,7 +26,7 @@ def run(command: list, **kwargs) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def venv(tmp_path_factory) -> Path:
     work = tmp_path_factory.mktemp("clean-env")
-    run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(work / "dist"), str(REPO)])
+    run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(work / "dist"), str(REPO)])
     (wheel,) = (work / "dist").glob("f5_worker-*.whl")
     run([sys.executable, "-m", "venv", str(work / "venv")])
     pip = [str(work / "venv" / "bin" / "python"), "-m", "pip", "--disable-pip-version-check", "-q"]
