@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# The real-model path on the GPU: a random-weight F5TTS_v1_Base checkpoint and Vocos in their published
+# formats, in a legacy directory; the worker migrates them into its hub cache (offline), activates the
+# real flash-attn wheel from a local mirror, loads F5-TTS through its own loader in fp16, warms up, and
+# serves one job. Run twice: cold volume, then warm.
+set -uo pipefail
+OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
+python3 -m pip install -q --no-deps --no-index --target /tmp/deps .device/wheels/*.whl 2>/dev/null
+export PYTHONPATH="$PWD/src:/tmp/deps:$PWD/.device/shim" F5_WORKER_LOG_FORMAT=json
+python3 -c "import matplotlib" 2>/dev/null || export PYTHONPATH="$PYTHONPATH:$PWD/.device/shim-mpl"
+NAME='flash_attn-2.8.3.post2+cu13torch2.11cxx11abiTRUE-cp312-cp312-linux_x86_64.whl'
+mkdir -p /tmp/good && python3 .device/make_fa_wheel.py /tmp/good --name "$NAME" >/dev/null
+python3 bench/make_random_checkpoint.py /tmp/legacy >/dev/null 2>&1 || echo "checkpoint failed"
+du -sh /tmp/legacy
+for kind in cold warm; do
+  echo "== $kind"
+  F5_WORKER_VOLUME=/tmp/vol-real F5_WORKER_FLASH_ATTN_UPSTREAM= F5_WORKER_FLASH_ATTN_MIRRORS=/tmp/good \
+    F5_WORKER_MODEL=F5TTS_v1_Base F5_WORKER_LEGACY_MODEL_DIRS=/tmp/legacy F5_WORKER_OFFLINE=true \
+    python3 bench/gpu_worker_check.py 2> "$OUT/real-$kind.log" | grep -v "^vocab\|^token\|^model\|^$" | tee "$OUT/real-$kind.json"
+  grep -h '"phase"' "$OUT/real-$kind.log" | python3 -c "import sys,json;[print(' ', e['msg'], e.get('duration_ms','')) for e in map(json.loads,sys.stdin) if 'duration_ms' in e and e['msg'].endswith('done')]"
+done
