@@ -16,10 +16,13 @@ import wave
 import numpy as np
 
 started = time.monotonic()
+from f5_worker import log  # noqa: E402
 from f5_worker.settings import Settings  # noqa: E402
 from f5_worker.worker import start  # noqa: E402
 
-worker = start(Settings.from_env())
+settings = Settings.from_env()
+log.configure(settings.log_format)  # the phases and their durations go to stderr
+worker = start(settings)
 ready = time.monotonic() - started
 tone = (0.3 * np.sin(2 * np.pi * 220 * np.arange(48000) / 24000) * 32767).astype(np.int16)
 buffer = io.BytesIO()
