@@ -134,5 +134,6 @@ class ModelUnavailable(F5WorkerError, FileNotFoundError):
         super().__init__(
             "model files unavailable: " + "; ".join(str(m) for m in missing)
             + ". Put them in the hub cache (see README: Model cache), let the worker reach the hub "
-            "(unset F5_WORKER_OFFLINE, check HF_ENDPOINT and the network), or point F5_WORKER_CKPT at a local file."
+            "(unset F5_WORKER_OFFLINE, check HF_ENDPOINT and the network), point F5_WORKER_CKPT at a local file, "
+            "or try the worker without weights with F5_WORKER_MODEL=tiny-random (its audio is noise)."
         )
