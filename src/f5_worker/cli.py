@@ -107,7 +107,9 @@ def cmd_serve(args, settings: Settings) -> int:
 
     print(f"f5-worker: serving {worker.service.engine.info()['model']} on http://{args.host}:{args.port} "
           f"(POST /runsync, /run, /v1/audio/speech; GET /health)", file=sys.stderr, flush=True)
-    uvicorn.run(build_app(worker), host=args.host, port=args.port, log_level="warning")
+    # On SIGTERM uvicorn stops accepting, finishes the requests in flight (at most shutdown_timeout_s), exits.
+    uvicorn.run(build_app(worker), host=args.host, port=args.port, log_level="warning",
+                timeout_graceful_shutdown=settings.shutdown_timeout_s)
     return 0
 
 

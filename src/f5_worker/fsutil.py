@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import time
 import uuid
 from pathlib import Path
 
-__all__ = ["write_bytes_atomic", "write_json_atomic", "writable"]
+__all__ = ["write_bytes_atomic", "write_json_atomic", "writable", "sweep_incomplete", "STALE_AFTER_S"]
+
+# A temp file untouched this long belongs to a writer that died: a live download or copy writes continuously.
+STALE_AFTER_S = 3600.0
 
 
 def write_bytes_atomic(path: Path, data: bytes) -> None:
@@ -38,3 +43,18 @@ def writable(path: Path) -> str | None:
         return None
     except OSError as exc:
         return f"{type(exc).__name__}: {exc.strerror or exc}"
+
+
+def sweep_incomplete(directory: Path, pattern: str, max_age_s: float = STALE_AFTER_S) -> list[Path]:
+    """Remove ``*.incomplete`` files matching ``pattern`` under ``directory`` that nobody wrote for ``max_age_s``.
+
+    They are what a writer killed mid-way leaves; nothing reads them, but on a shared volume under
+    repeated kills they would fill it. Fresh ones may belong to a live writer and stay.
+    """
+    removed, now = [], time.time()
+    for path in directory.glob(pattern) if directory.is_dir() else ():
+        with contextlib.suppress(OSError):
+            if path.name.endswith(".incomplete") and now - path.stat().st_mtime > max_age_s:
+                path.unlink()
+                removed.append(path)
+    return removed

@@ -29,7 +29,6 @@ log = get_logger("net")
 RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 PROGRESS_EVERY_S = 5.0
 BACKOFF_BASE_S = 0.5
-CHUNK = 1024 * 1024
 
 
 def client(timeout_s: float) -> httpx.Client:
@@ -116,8 +115,13 @@ def download(
     allow_http: bool = False,
     validate: Callable[[Path], None] | None = None,
     on_progress: Callable[[], None] | None = None,
+    deadline_s: float | None = None,
 ) -> Downloaded:
-    """Fetch ``url`` to ``dest`` atomically; ``validate(tmp_path)`` may reject the body before it is published."""
+    """Fetch ``url`` to ``dest`` atomically; ``validate(tmp_path)`` may reject the body before it is published.
+
+    The client's timeout bounds each read; ``deadline_s`` bounds each whole attempt, so a server that
+    drips bytes just inside the read timeout cannot hold a cold start for hours.
+    """
     check_url(url, allow_http)
     dest.parent.mkdir(parents=True, exist_ok=True)
     start = time.monotonic()
@@ -133,9 +137,12 @@ def download(
                 total = int(response.headers.get("content-length") or 0) or None
                 if total and total > max_bytes:
                     raise DownloadTooLarge(url, max_bytes)
-                last_report = time.monotonic()
+                last_report = began = time.monotonic()
                 with open(tmp, "wb") as out:
-                    for chunk in response.iter_bytes(CHUNK):
+                    for chunk in response.iter_bytes():  # as it arrives, so the deadline is checked while it drips
+                        if deadline_s is not None and time.monotonic() - began > deadline_s:
+                            raise FetchTimeout(url, f"download took longer than {deadline_s:.0f} s "
+                                                    f"({size} bytes so far; F5_WORKER_DOWNLOAD_DEADLINE)")
                         size += len(chunk)
                         if size > max_bytes:
                             raise DownloadTooLarge(url, max_bytes)

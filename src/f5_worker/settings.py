@@ -32,6 +32,10 @@ UPSTREAM_RELEASES_URL = "https://github.com/Dao-AILab/flash-attention/releases/d
 FLASH_ATTN_MODES = ("off", "auto", "require")
 DEFAULT_DOWNLOAD_TIMEOUT_S = 30.0
 DEFAULT_DOWNLOAD_RETRIES = 3
+# A wheel of a few hundred MB at a slow 2 MB/s; inside RunPod's 7-minute init limit.
+DEFAULT_DOWNLOAD_DEADLINE_S = 240.0
+# RunPod sends SIGKILL some time after SIGTERM; finish jobs in flight within this, then exit.
+DEFAULT_SHUTDOWN_TIMEOUT_S = 60.0
 # The biggest upstream flash-attn wheels are a few hundred MB; anything far past that is not a wheel we want.
 MAX_WHEEL_BYTES = 2 * 1024**3
 DEFAULT_VERIFY_TIMEOUT_S = 180.0
@@ -102,6 +106,8 @@ class Settings:
     allow_http: bool = False
     download_timeout_s: float = DEFAULT_DOWNLOAD_TIMEOUT_S
     download_retries: int = DEFAULT_DOWNLOAD_RETRIES
+    download_deadline_s: float = DEFAULT_DOWNLOAD_DEADLINE_S
+    shutdown_timeout_s: float = DEFAULT_SHUTDOWN_TIMEOUT_S
     verify_timeout_s: float = DEFAULT_VERIFY_TIMEOUT_S
     model: str = DEFAULT_MODEL
     ckpt: str | None = None
@@ -167,6 +173,10 @@ class Settings:
             values["allow_http"] = _bool("ALLOW_HTTP", raw["ALLOW_HTTP"])
         if "DOWNLOAD_TIMEOUT" in raw:
             values["download_timeout_s"] = _float("DOWNLOAD_TIMEOUT", raw["DOWNLOAD_TIMEOUT"])
+        if "DOWNLOAD_DEADLINE" in raw:
+            values["download_deadline_s"] = _float("DOWNLOAD_DEADLINE", raw["DOWNLOAD_DEADLINE"])
+        if "SHUTDOWN_TIMEOUT" in raw:
+            values["shutdown_timeout_s"] = _float("SHUTDOWN_TIMEOUT", raw["SHUTDOWN_TIMEOUT"])
         if "DOWNLOAD_RETRIES" in raw:
             values["download_retries"] = _int("DOWNLOAD_RETRIES", raw["DOWNLOAD_RETRIES"])
         if "VERIFY_TIMEOUT" in raw:

@@ -36,7 +36,7 @@ from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 from packaging.version import Version
 
 from ..errors import CorruptWheel, InstallFailed, VerificationFailed
-from ..fsutil import write_json_atomic
+from ..fsutil import STALE_AFTER_S, write_json_atomic
 from ..log import event, get_logger
 
 __all__ = [
@@ -57,8 +57,6 @@ __all__ = [
 
 log = get_logger("flash_attn.install")
 PIP_TIMEOUT_S = 600.0
-# A staging directory untouched this long belongs to a worker that died: nobody installs for an hour.
-STALE_AFTER_S = 3600.0
 INSTALL_MANIFEST = "install.json"
 
 

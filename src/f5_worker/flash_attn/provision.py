@@ -23,7 +23,7 @@ import httpx
 
 from .. import net
 from ..errors import ChecksumMismatch, CorruptWheel, F5WorkerError, FlashAttnRequired, VerificationFailed
-from ..fsutil import write_json_atomic
+from ..fsutil import sweep_incomplete, write_json_atomic
 from ..lease import Lease
 from ..log import event, get_logger, phase
 from ..runtime import probe
@@ -188,6 +188,7 @@ def _fetch(settings: Settings, candidate: Candidate, wheels_dir: Path, http: htt
                 allow_http=settings.allow_http,
                 validate=install.wheel_metadata_version,
                 on_progress=lease.heartbeat,
+                deadline_s=settings.download_deadline_s,
             )
         return dest
     finally:
@@ -271,6 +272,7 @@ def _provision(settings: Settings, detect: Callable[[bool], Fingerprint], http: 
 
         fp = detect(True)
         install.sweep_stale(layout.installs(key))
+        sweep_incomplete(layout.wheels, ".*.incomplete")
         own_client = http is None
         http = http or net.client(settings.download_timeout_s)
         try:

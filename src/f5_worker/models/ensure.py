@@ -26,6 +26,7 @@ from . import cache, fetch, hubenv, legacy
 from .catalog import HubFile, LocalFile
 from ..errors import ModelUnavailable
 from .errors import Missing
+from ..fsutil import sweep_incomplete
 from .integrity import verify
 
 __all__ = ["ModelsConfig", "FileOutcome", "ModelsReport", "ensure_models"]
@@ -174,6 +175,8 @@ def ensure_models(cfg: ModelsConfig) -> ModelsReport:
     if note := hubenv.apply(env):
         warnings.append(note)
     run = _Run(cfg, cache_dir, writable, read_caches)
+    if writable:  # what killed writers (ours or huggingface_hub's) left behind
+        sweep_incomplete(cache_dir, "models--*/blobs/*.incomplete")
 
     found: list[tuple[HubFile | LocalFile, str | None, str, list[str], float, str]] = []
     for f in cfg.files:
