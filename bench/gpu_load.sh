@@ -4,8 +4,9 @@
 # bench/load.py drives it over 127.0.0.1. .device/wheels-serve carries the RunPod SDK and its server.
 set -uo pipefail
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
-python3 -m pip install -q --no-deps --no-index --target /tmp/deps .device/wheels/*.whl .device/wheels-serve/*.whl 2>/dev/null
-export PYTHONPATH="$PWD/src:/tmp/deps:$PWD/.device/shim" F5_WORKER_LOG_FORMAT=json
+python3 -m pip install -q --no-deps --no-index --target /tmp/deps .device/wheels/*.whl 2>/dev/null
+python3 -m pip install -q --no-deps --no-index --target /tmp/deps-serve .device/wheels-serve/*.whl 2>/dev/null
+export PYTHONPATH="$PWD/src:/tmp/deps:/tmp/deps-serve:$PWD/.device/shim" F5_WORKER_LOG_FORMAT=json
 python3 -c "import matplotlib" 2>/dev/null || export PYTHONPATH="$PYTHONPATH:$PWD/.device/shim-mpl"
 NAME='flash_attn-2.8.3.post2+cu13torch2.11cxx11abiTRUE-cp312-cp312-linux_x86_64.whl'
 mkdir -p /tmp/good && python3 .device/make_fa_wheel.py /tmp/good --name "$NAME" >/dev/null
@@ -14,7 +15,11 @@ F5_WORKER_VOLUME=/tmp/vol F5_WORKER_FLASH_ATTN_UPSTREAM= F5_WORKER_FLASH_ATTN_MI
   F5_WORKER_MODEL=F5TTS_v1_Base F5_WORKER_LEGACY_MODEL_DIRS=/tmp/legacy F5_WORKER_OFFLINE=true \
   F5_WORKER_CONCURRENCY=8 python3 -m f5_worker serve --port 8000 > "$OUT/serve.log" 2>&1 &
 PID=$!
-for _ in $(seq 240); do curl -sf http://127.0.0.1:8000/health > "$OUT/health.json" && break; sleep 1; done
+for _ in $(seq 240); do
+  curl -sf http://127.0.0.1:8000/health > "$OUT/health.json" && break
+  kill -0 $PID 2>/dev/null || { echo "serve exited:"; tail -20 "$OUT/serve.log"; exit 1; }
+  sleep 1
+done
 head -c 600 "$OUT/health.json"; echo
 for clients in 1 8; do
   python3 bench/load.py --url http://127.0.0.1:8000 --pid $PID --clients $clients --seconds 45 --nfe-step 32 \
