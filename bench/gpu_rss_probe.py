@@ -33,9 +33,36 @@ ref = base64.b64encode(wav_bytes(tone(2.0))).decode()
 job = lambda i: {"text": TEXT, "ref_audio": ref, "ref_text": "A steady tone for the reference.", "seed": i}
 voice = service.reference(service_request := __import__("f5_worker.serving.request", fromlist=["x"]).parse_request(job(0)))
 results = {}
+import ctypes  # noqa: E402
+import tracemalloc  # noqa: E402
+
+libc = ctypes.CDLL("libc.so.6")
+
+
+def trimmed(i):
+    engine.synthesize(voice, TEXT, SynthesisParams(seed=i))
+    libc.malloc_trim(0)
+
+
+def sampler_only(i):
+    import torch
+    with torch.inference_mode():
+        engine.model.sample(cond=voice.audio.to("cuda"), text=[voice.text + TEXT], duration=1200, steps=32,
+                            cfg_strength=2.0, sway_sampling_coef=-1.0)
+
+
+def vocoder_only(i):
+    import torch
+    with torch.inference_mode():
+        engine.vocoder.decode(torch.randn(1, 100, 800, device="cuda")).cpu()
+
+
+tracemalloc.start()
 for name, run in [
     ("engine_main_thread", lambda i: engine.synthesize(voice, TEXT, SynthesisParams(seed=i))),
-    ("service_main_thread", lambda i: service.run(job(i))),
+    ("engine_with_malloc_trim", trimmed),
+    ("sampler_only", sampler_only),
+    ("vocoder_only", vocoder_only),
     ("service_thread_pool", lambda i: asyncio.run(asyncio.to_thread(service.run, job(i)))),
 ]:
     gc.collect()
@@ -45,6 +72,8 @@ for name, run in [
         if (i + 1) % 10 == 0:
             gc.collect()
             series.append(round(rss_mib(), 1))
-    results[name] = {"rss_mib_every_10_jobs": series, "growth_per_100_jobs": round((series[-1] - series[1]) / 50 * 100, 1)}
+    traced, _peak = tracemalloc.get_traced_memory()
+    results[name] = {"rss_mib_every_10_jobs": series, "growth_per_100_jobs": round((series[-1] - series[1]) / 50 * 100, 1),
+                     "python_heap_mib": round(traced / 1024**2, 1)}
     print(name, results[name], flush=True)
 print(json.dumps(results))
