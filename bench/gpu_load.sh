@@ -4,11 +4,8 @@
 # bench/load.py drives it over 127.0.0.1. .device/wheels-serve carries the RunPod SDK and its server.
 set -uo pipefail
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
-python3 -m pip install -q --no-deps --no-index --target /tmp/deps .device/wheels/*.whl 2>/dev/null
-python3 -m pip install -q --no-deps --no-index --target /tmp/deps-serve .device/wheels-serve/*.whl 2>/dev/null
-export PYTHONPATH="$PWD/src:/tmp/deps:/tmp/deps-serve:$PWD/.device/shim" F5_WORKER_LOG_FORMAT=json
-python3 -c "import matplotlib" 2>/dev/null || export PYTHONPATH="$PYTHONPATH:$PWD/.device/shim-mpl"
-NAME='flash_attn-2.8.3.post2+cu13torch2.11cxx11abiTRUE-cp312-cp312-linux_x86_64.whl'
+source bench/gpu_env.sh serve
+NAME=$FLASH_ATTN_WHEEL
 mkdir -p /tmp/good && python3 .device/make_fa_wheel.py /tmp/good --name "$NAME" >/dev/null
 python3 bench/make_random_checkpoint.py /tmp/legacy >/dev/null 2>&1 || echo "checkpoint failed"
 F5_WORKER_VOLUME=/tmp/vol F5_WORKER_FLASH_ATTN_UPSTREAM= F5_WORKER_FLASH_ATTN_MIRRORS=/tmp/good \

@@ -5,10 +5,8 @@
 # serves one job. Run twice: cold volume, then warm.
 set -uo pipefail
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
-python3 -m pip install -q --no-deps --no-index --target /tmp/deps .device/wheels/*.whl 2>/dev/null
-export PYTHONPATH="$PWD/src:/tmp/deps:$PWD/.device/shim" F5_WORKER_LOG_FORMAT=json
-python3 -c "import matplotlib" 2>/dev/null || export PYTHONPATH="$PYTHONPATH:$PWD/.device/shim-mpl"
-NAME='flash_attn-2.8.3.post2+cu13torch2.11cxx11abiTRUE-cp312-cp312-linux_x86_64.whl'
+source bench/gpu_env.sh
+NAME=$FLASH_ATTN_WHEEL
 mkdir -p /tmp/good && python3 .device/make_fa_wheel.py /tmp/good --name "$NAME" >/dev/null
 python3 bench/make_random_checkpoint.py /tmp/legacy >/dev/null 2>&1 || echo "checkpoint failed"
 du -sh /tmp/legacy

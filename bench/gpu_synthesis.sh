@@ -3,10 +3,8 @@
 # wheels in .device/wheels; flash-attn comes through the worker's own bootstrap (mirror on 127.0.0.1).
 set -uo pipefail
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
-python3 -m pip install -q --no-deps --no-index --target /tmp/deps .device/wheels/*.whl 2>&1 | tail -2
-export PYTHONPATH="$PWD/src:/tmp/deps:$PWD/.device/shim" F5_WORKER_LOG_FORMAT=json
-python3 -c "import matplotlib" 2>/dev/null || export PYTHONPATH="$PYTHONPATH:$PWD/.device/shim-mpl"
-NAME='flash_attn-2.8.3.post2+cu13torch2.11cxx11abiTRUE-cp312-cp312-linux_x86_64.whl'
+source bench/gpu_env.sh
+NAME=$FLASH_ATTN_WHEEL
 python3 .device/make_fa_wheel.py /tmp/fa --name "$NAME" >/dev/null
 (cd /tmp/fa && python3 -m http.server 8765 --bind 127.0.0.1 >/dev/null 2>&1) & SERVER=$!
 sleep 1

@@ -2,10 +2,8 @@
 # The whole worker on the GPU with a good and with a broken flash-attn wheel (tiny-random model).
 set -uo pipefail
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
-python3 -m pip install -q --no-deps --no-index --target /tmp/deps .device/wheels/*.whl 2>/dev/null
-export PYTHONPATH="$PWD/src:/tmp/deps:$PWD/.device/shim" F5_WORKER_LOG_FORMAT=json
-python3 -c "import matplotlib" 2>/dev/null || export PYTHONPATH="$PYTHONPATH:$PWD/.device/shim-mpl"
-NAME='flash_attn-2.8.3.post2+cu13torch2.11cxx11abiTRUE-cp312-cp312-linux_x86_64.whl'
+source bench/gpu_env.sh
+NAME=$FLASH_ATTN_WHEEL
 mkdir -p /tmp/good /tmp/broken; python3 .device/make_fa_wheel.py /tmp/good --name "$NAME" >/dev/null
 python3 - <<'PY'
 import zipfile

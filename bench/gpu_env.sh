@@ -1,0 +1,11 @@
+# Sourced by the bench/gpu_*.sh scripts on the device machine (no network there): installs F5-TTS's
+# inference dependencies from the wheels carried in .device/wheels (and .device/wheels-serve, the RunPod SDK's
+# server, with `source bench/gpu_env.sh serve`), and puts the project's source and the benchmark-only stand-ins on PYTHONPATH.
+python3 -m pip install -q --no-deps --no-index --target /tmp/deps .device/wheels/*.whl 2>/dev/null
+export PYTHONPATH="$PWD/src:/tmp/deps:$PWD/.device/shim" F5_WORKER_LOG_FORMAT=json
+if [ "${1:-}" = serve ]; then
+  python3 -m pip install -q --no-deps --no-index --target /tmp/deps-serve .device/wheels-serve/*.whl 2>/dev/null
+  export PYTHONPATH="$PYTHONPATH:/tmp/deps-serve"
+fi
+python3 -c "import matplotlib" 2>/dev/null || export PYTHONPATH="$PYTHONPATH:$PWD/.device/shim-mpl"
+FLASH_ATTN_WHEEL='flash_attn-2.8.3.post2+cu13torch2.11cxx11abiTRUE-cp312-cp312-linux_x86_64.whl'
