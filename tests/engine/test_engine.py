@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -83,15 +84,32 @@ class TestSynthesis:
         fast = engine.synthesize(voice, "A sentence of moderate length for timing.", SynthesisParams(seed=1, speed=1.5, **FAST))
         assert len(fast) < len(slow)
 
-    def test_cancellation_stops_between_chunks(self, engine, voice):
-        calls = []
+    def test_cancellation_drops_chunks_not_yet_started(self, engine, voice):
+        gate = threading.Event()
+        busy = engine.batcher.submit_call(gate.wait)  # the GPU thread is busy with someone else's batch
+        batches = engine.batcher.batches
+        cancel = threading.Event()
+        pieces = engine.stream(voice, LONG_TEXT, SynthesisParams(seed=1, **FAST), cancel.is_set)
+        waiting = threading.Thread(target=lambda: cancel.wait(0.2) or cancel.set())
+        waiting.start()
+        with pytest.raises(Cancelled, match="cancelled at chunk 1 of"):
+            next(pieces)
+        gate.set()
+        busy.result(timeout=10)
+        engine.batcher.call(lambda: None)  # everything queued before this has been taken
+        assert engine.batcher.batches == batches  # none of the cancelled request's chunks was sampled
 
-        def cancelled():
-            calls.append(1)
-            return len(calls) > 1
+    def test_matches_f5_tts_infer_batch_process_under_the_same_seed(self, engine, voice):
+        """Our chunk preparation and sampler against F5-TTS's own pipeline, seeded alike: equal samples."""
+        import torch
+        from f5_tts.infer.utils_infer import infer_batch_process
 
-        with pytest.raises(Cancelled, match="before chunk 2"):
-            list(engine.stream(voice, LONG_TEXT, SynthesisParams(seed=1, **FAST), cancelled))
+        text = "Hello world, this is a test."
+        ours = engine.synthesize(voice, text, SynthesisParams(seed=5, **FAST))
+        torch.manual_seed(5)
+        theirs, _, _ = next(infer_batch_process((voice.audio, 24_000), voice.text, [text], engine.model, engine.vocoder,
+                                                progress=None, nfe_step=FAST["nfe_step"], device="cpu"))
+        np.testing.assert_array_equal(ours, theirs)
 
 
 class TestAttentionBackend:
@@ -105,8 +123,9 @@ class TestAttentionBackend:
         assert engine.info()["attn_backend"] == "torch"
 
     def test_flash_attn_backend_runs_flash_attn(self, tmp_path):
-        """In a fresh process with a stand-in flash_attn on sys.path (as the bootstrap activates one),
-        the engine built for 'flash_attn' calls flash_attn_varlen_func (F5-TTS's flash path) and not SDPA."""
+        """In a fresh process with a stand-in flash_attn on sys.path (as the bootstrap activates one), an
+        engine built for 'flash_attn' calls flash_attn_func for one chunk, flash_attn_varlen_func for a batch
+        of chunks of different lengths (F5-TTS's flash paths), and never SDPA."""
         stand_in = tmp_path / "site"
         (stand_in / "flash_attn").mkdir(parents=True)
         (stand_in / "flash_attn" / "__init__.py").write_text(FLASH_STAND_IN)
@@ -116,7 +135,8 @@ class TestAttentionBackend:
                               cwd=Path(__file__).parent.parent)
         assert proc.returncode == 0, proc.stderr[-2000:]
         counts = json.loads(proc.stdout.strip().splitlines()[-1])
-        assert counts["flash"] > 0 and counts["sdpa"] == 0, counts
+        assert counts["single"] == {"dense": 2 * 4} and counts["batch"]["varlen"] >= 2 * 4, counts
+        assert counts["sdpa"] == 0, counts
 
 
 FLASH_STAND_IN = '''
@@ -157,10 +177,16 @@ import flash_attn
 sdpa = []
 real = F.scaled_dot_product_attention
 F.scaled_dot_product_attention = lambda *a, **k: sdpa.append(1) or real(*a, **k)
-engine = Engine(EngineConfig(model="tiny-random", attn_backend="flash_attn", device="cpu"))
+engine = Engine(EngineConfig(model="tiny-random", attn_backend="flash_attn", batch_attn_backend="flash_attn", device="cpu"))
+import collections
 import numpy as np
 voice = engine.reference((0.1 * np.random.default_rng(0).standard_normal(48000)).astype(np.float32), "Reference words")
 flash_attn.CALLS.clear(); sdpa.clear()
 engine.synthesize(voice, "Which attention runs?", SynthesisParams(seed=1, nfe_step=4))
-print(json.dumps({"flash": len(flash_attn.CALLS), "sdpa": len(sdpa)}))
+single = dict(collections.Counter(flash_attn.CALLS))
+flash_attn.CALLS.clear()
+long_text = "A first sentence of this text. " * 6 + "And a second, rather shorter one."
+assert len(set(map(len, engine.chunks(voice, long_text, 1.0)))) > 1
+engine.synthesize(voice, long_text, SynthesisParams(seed=1, nfe_step=4))
+print(json.dumps({"single": single, "batch": dict(collections.Counter(flash_attn.CALLS)), "sdpa": len(sdpa)}))
 '''

@@ -1,21 +1,21 @@
 """Text and a prepared reference voice in, 24 kHz speech out, chunk by chunk.
 
-The heavy lifting is F5-TTS's own: ``chunk_text`` splits long text by its rules,
-``infer_batch_process`` turns one chunk into a waveform (duration estimate, pinyin,
-loudness matching, ODE sampling, vocoder). This module adds what a server needs
-around it: one model shared by many requests (GPU work serialised by a lock), a
-seed per request so a fixed seed repeats, chunks yielded as they are done
-(cross-faded exactly as F5-TTS does, so streaming and whole outputs are equal),
-cancellation between chunks, and a warm-up at start.
+F5-TTS decides what is said and how long it takes: ``chunk_text`` splits long text by
+its rules, and each chunk is prepared as ``infer_batch_process`` prepares it (loudness
+matching, pinyin, the duration estimate). Sampling and vocoding run on one GPU thread
+that batches chunks of concurrent requests (``batcher``, ``sampler``). What a server
+needs around it: a seed per request so a fixed seed repeats, chunks yielded as they are
+done (cross-faded exactly as F5-TTS does, so streaming and whole outputs are equal),
+cancellation that drops chunks not yet started, and a warm-up at start.
 """
 
 from __future__ import annotations
 
 import hashlib
 import random
-import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import CancelledError, Future, TimeoutError
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -23,13 +23,17 @@ import torch
 
 from ..log import event, get_logger
 from . import f5lib
-from .models import SAMPLE_RATE, ModelFiles, build_model, build_vocoder
+from .batcher import Batcher
+from .models import HOP_LENGTH, SAMPLE_RATE, ModelFiles, build_model, build_vocoder
+from .sampler import SampleRequest, Sampler, SamplingConfig
 
 __all__ = ["Engine", "EngineConfig", "SynthesisParams", "Reference", "Cancelled", "crossfade", "SAMPLE_RATE"]
 
 log = get_logger("engine")
 # F5-TTS's chunking budget: chars of reference text per second, times the seconds left in a ~22 s window.
 WINDOW_S = 22.0
+TARGET_RMS = 0.1  # infer_batch_process raises quieter references to this loudness, and lowers the output back
+MAX_FRAMES = 65536  # CFM.sample's cap on one sample's length
 
 
 class Cancelled(Exception):
@@ -40,8 +44,14 @@ class Cancelled(Exception):
 class EngineConfig:
     model: str = "F5TTS_v1_Base"  # or "tiny-random"
     files: ModelFiles = ModelFiles()
-    attn_backend: str = "torch"  # "torch" (SDPA) | "flash_attn": the bootstrap's verdict
+    # "torch" (SDPA) | "flash_attn", per serving mode, as the bootstrap measured them:
+    attn_backend: str = "torch"  # requests of one length, no mask
+    batch_attn_backend: str = "torch"  # batches of mixed lengths, masked
     device: str | None = None  # None: cuda when available
+    max_batch: int = 8  # chunks sampled together at most
+    batch_window_s: float = 0.005  # how long a lone chunk waits for company
+    max_batch_frames: int = 64 * 2048  # frames sampled together at most (bounds memory)
+    cuda_graphs: bool = True
 
 
 @dataclass(frozen=True)
@@ -53,6 +63,19 @@ class SynthesisParams:
     cross_fade_duration: float = 0.15
     seed: int | None = None
     remove_silence: bool = False
+
+
+@dataclass(frozen=True)
+class _Chunk:
+    """One text chunk of one request, prepared as F5-TTS's ``infer_batch_process`` prepares it."""
+
+    audio: torch.Tensor  # (1, samples) the reference, raised to TARGET_RMS when quieter
+    text: torch.Tensor  # token ids of reference text + chunk text
+    frames: int  # frames to sample: reference + generated
+    skip: int  # frames cut from the front of the output (the reference, as F5-TTS counts it)
+    seed: int
+    gain: float  # brings the output back to the reference's loudness
+    config: SamplingConfig
 
 
 @dataclass(frozen=True)
@@ -102,10 +125,14 @@ class Engine:
                                  attn_mask_enabled=False, device=self.device)
         self.vocoder = build_vocoder(config.model, config.files, device=self.device)
         self.dtype = next(self.model.parameters()).dtype
-        self._lock = threading.Lock()
+        self.sampler = Sampler(self.model, backends={"single": config.attn_backend, "batch": config.batch_attn_backend},
+                               cuda_graphs=config.cuda_graphs)
+        self.batcher = Batcher(self._run_batch, max_batch=config.max_batch, window_s=config.batch_window_s,
+                               max_size=config.max_batch_frames)
         self.load_seconds = round(time.monotonic() - started, 3)
         event(log, "engine loaded", phase="engine.load", model=config.model, device=self.device,
-              dtype=str(self.dtype), attn_backend=config.attn_backend, duration_ms=self.load_seconds * 1000)
+              dtype=str(self.dtype), attn_backend=config.attn_backend, batch_attn_backend=config.batch_attn_backend,
+              max_batch=config.max_batch, duration_ms=self.load_seconds * 1000)
 
     @property
     def random_weights(self) -> bool:
@@ -118,9 +145,14 @@ class Engine:
             "device": self.device,
             "dtype": str(self.dtype).removeprefix("torch."),
             "attn_backend": self.config.attn_backend,
+            "batch_attn_backend": self.config.batch_attn_backend,
+            "max_batch": self.batcher.max_batch,
             "sample_rate": SAMPLE_RATE,
             "load_seconds": self.load_seconds,
         }
+
+    def close(self, timeout: float | None = None) -> None:
+        self.batcher.close(timeout)
 
     # -- references ----------------------------------------------------------------
 
@@ -142,22 +174,58 @@ class Engine:
         max_chars = int(ref_bytes / reference.seconds * (WINDOW_S - reference.seconds) * speed)
         return f5lib.utils_infer.chunk_text(text, max_chars=max(max_chars, 1))
 
+    def _prepare(self, reference: Reference, piece: str, params: SynthesisParams, seed: int) -> _Chunk:
+        """``infer_batch_process``'s preparation of one chunk, on the caller's thread (no GPU work)."""
+        audio = reference.audio
+        rms = float(torch.sqrt(torch.mean(torch.square(audio))))
+        gain = 1.0
+        if rms < TARGET_RMS:
+            audio, gain = audio * TARGET_RMS / rms, rms / TARGET_RMS
+        ref_text = reference.text
+        if len(ref_text[-1].encode("utf-8")) == 1:
+            ref_text += " "
+        speed = 0.3 if len(piece.encode("utf-8")) < 10 else params.speed
+        pinyin = f5lib.utils_infer.convert_char_to_pinyin([ref_text + piece])
+        if self.model.vocab_char_map is not None:
+            ids = f5lib.model_utils.list_str_to_idx(pinyin, self.model.vocab_char_map)[0]
+        else:
+            ids = f5lib.model_utils.list_str_to_tensor(pinyin)[0]
+        skip = audio.shape[-1] // HOP_LENGTH
+        duration = skip + int(skip / len(ref_text.encode("utf-8")) * len(piece.encode("utf-8")) / speed)
+        reference_frames = skip + 1  # the mel spectrogram's frames (centred STFT)
+        frames = min(max(max(ids.numel(), reference_frames) + 1, duration), MAX_FRAMES)
+        config = SamplingConfig(steps=params.nfe_step, cfg_strength=params.cfg_strength,
+                                sway_sampling_coef=params.sway_sampling_coef)
+        return _Chunk(audio, ids, frames, skip, seed, gain, config)
+
+    def _run_batch(self, chunks: list[_Chunk]) -> list[np.ndarray | BaseException]:
+        """On the batcher's thread: reference mels, one sampling call, then the vocoder per chunk."""
+        with torch.inference_mode():
+            requests = []
+            for chunk in chunks:
+                mel = self.model.mel_spec(chunk.audio.to(self.device)).permute(0, 2, 1)[0]
+                requests.append(SampleRequest(mel.to(self.dtype), chunk.text, chunk.frames, chunk.seed))
+            mels = self.sampler.sample(requests, chunks[0].config)
+            outcomes: list[np.ndarray | BaseException] = []
+            for chunk, mel in zip(chunks, mels):
+                try:
+                    wave = self.vocoder.decode(mel[chunk.skip:].float().T[None]) * chunk.gain
+                    outcomes.append(wave.squeeze().cpu().numpy().astype(np.float32).reshape(-1))
+                except Exception as exc:  # noqa: BLE001  this chunk fails, its neighbours do not
+                    outcomes.append(exc)
+        return outcomes
+
     def _chunk_waves(self, reference: Reference, pieces: list[str], params: SynthesisParams, seed: int,
                      cancelled: Callable[[], bool] | None) -> Iterator[np.ndarray]:
-        for index, piece in enumerate(pieces):
-            if cancelled and cancelled():
-                raise Cancelled(f"cancelled before chunk {index + 1} of {len(pieces)}")
-            with self._lock:
-                # One seed per chunk, set under the lock: the same request gives the same audio
-                # whatever else the worker is doing.
-                torch.manual_seed(seed + index)
-                wave, _sr, _mel = next(f5lib.utils_infer.infer_batch_process(
-                    (reference.audio, SAMPLE_RATE), reference.text, [piece], self.model, self.vocoder,
-                    mel_spec_type="vocos", progress=None, target_rms=0.1, cross_fade_duration=0.0,
-                    nfe_step=params.nfe_step, cfg_strength=params.cfg_strength,
-                    sway_sampling_coef=params.sway_sampling_coef, speed=params.speed, device=self.device,
-                ))
-            yield np.asarray(wave, dtype=np.float32).reshape(-1)
+        # All chunks are submitted at once, so a long text is sampled as one batch.
+        chunks = [self._prepare(reference, piece, params, seed + index) for index, piece in enumerate(pieces)]
+        futures = [self.batcher.submit(chunk, key=chunk.config, size=chunk.frames) for chunk in chunks]
+        try:
+            for index, future in enumerate(futures):
+                yield _wait(future, cancelled, f"chunk {index + 1} of {len(pieces)}")
+        finally:
+            for future in futures:
+                future.cancel()  # drops chunks not yet started: cancelled, failed or abandoned requests
 
     def stream(self, reference: Reference, text: str, params: SynthesisParams = SynthesisParams(),
                cancelled: Callable[[], bool] | None = None) -> Iterator[np.ndarray]:
@@ -187,6 +255,19 @@ class Engine:
 
     def params_json(self, params: SynthesisParams) -> dict:
         return asdict(params)
+
+
+def _wait(future: Future, cancelled: Callable[[], bool] | None, what: str, poll_s: float = 0.05):
+    """The future's result, raising ``Cancelled`` as soon as the request is cancelled."""
+    while True:
+        if cancelled and cancelled():
+            raise Cancelled(f"cancelled at {what}")
+        try:
+            return future.result(timeout=poll_s if cancelled else None)
+        except TimeoutError:
+            continue
+        except CancelledError:
+            raise Cancelled(f"cancelled at {what}") from None
 
 
 def _remove_long_silences(audio: np.ndarray) -> np.ndarray:

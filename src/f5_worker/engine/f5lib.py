@@ -17,7 +17,7 @@ import sys
 import types
 from pathlib import Path
 
-__all__ = ["CFM", "DiT", "utils_infer", "get_tokenizer", "package_file"]
+__all__ = ["CFM", "DiT", "utils_infer", "model_utils", "get_tokenizer", "package_file"]
 
 
 def _register_model_package() -> None:
@@ -36,6 +36,7 @@ _register_model_package()
 
 from f5_tts.model.backbones.dit import DiT  # noqa: E402
 from f5_tts.model.cfm import CFM  # noqa: E402
+from f5_tts.model import utils as model_utils  # noqa: E402
 from f5_tts.model.utils import get_tokenizer  # noqa: E402
 
 # utils_infer does `from f5_tts.model import CFM`: give the registered package what it exports.

@@ -1,0 +1,148 @@
+"""The batcher with a stand-in batch function: how jobs are grouped, isolated, cancelled and drained."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from f5_worker.engine.batcher import Batcher, Closed
+
+
+class Recorder:
+    """A batch function that records each batch and answers each job with job * 10."""
+
+    def __init__(self, fail_on=None, gate: threading.Event | None = None):
+        self.batches: list[list] = []
+        self.threads: set[str] = set()
+        self.fail_on = fail_on
+        self.gate = gate
+
+    def __call__(self, jobs):
+        if self.gate is not None:
+            self.gate.wait(10)
+        self.batches.append(list(jobs))
+        self.threads.add(threading.current_thread().name)
+        if self.fail_on is not None and self.fail_on in jobs:
+            raise RuntimeError(f"job {self.fail_on} breaks any batch it is in")
+        return [job * 10 for job in jobs]
+
+
+def blocked(batcher: Batcher) -> threading.Event:
+    """Occupy the batcher's thread until the returned event is set, so jobs queue up behind it."""
+    gate = threading.Event()
+    batcher.submit_call(gate.wait)
+    return gate
+
+
+def test_jobs_queued_together_run_as_one_batch_and_each_gets_its_answer():
+    run = Recorder()
+    batcher = Batcher(run, max_batch=8, window_s=0.0)
+    gate = blocked(batcher)
+    futures = [batcher.submit(i) for i in range(5)]
+    gate.set()
+    assert [f.result(timeout=10) for f in futures] == [0, 10, 20, 30, 40]
+    assert run.batches == [[0, 1, 2, 3, 4]]
+
+
+def test_a_lone_job_waits_at_most_the_window_for_company():
+    run = Recorder()
+    batcher = Batcher(run, max_batch=8, window_s=0.3)
+    first = batcher.submit(1)
+    time.sleep(0.05)
+    second = batcher.submit(2)  # arrives inside the first job's window
+    assert (first.result(timeout=10), second.result(timeout=10)) == (10, 20)
+    assert run.batches == [[1, 2]]
+    started = time.monotonic()
+    batcher.submit(3).result(timeout=10)
+    assert time.monotonic() - started < 2  # alone: ran after the window, not after a hang
+
+
+def test_batches_hold_at_most_max_batch_jobs_and_max_size():
+    run = Recorder()
+    batcher = Batcher(run, max_batch=3, window_s=0.0, max_size=100)
+    gate = blocked(batcher)
+    futures = [batcher.submit(i) for i in range(7)]
+    big = [batcher.submit(100 + i, size=60) for i in range(2)]
+    gate.set()
+    for f in futures + big:
+        f.result(timeout=10)
+    assert run.batches == [[0, 1, 2], [3, 4, 5], [6, 100], [101]]  # 60 + 60 exceed max_size 100
+
+
+def test_jobs_with_different_keys_are_never_batched_together():
+    run = Recorder()
+    batcher = Batcher(run, max_batch=8, window_s=0.0)
+    gate = blocked(batcher)
+    futures = [batcher.submit(i, key="nfe32" if i % 2 else "nfe16") for i in range(6)]
+    gate.set()
+    assert [f.result(timeout=10) for f in futures] == [0, 10, 20, 30, 40, 50]
+    assert sorted(run.batches) == [[0, 2, 4], [1, 3, 5]]
+
+
+def test_a_job_that_breaks_its_batch_fails_alone():
+    run = Recorder(fail_on=2)
+    batcher = Batcher(run, max_batch=8, window_s=0.0)
+    gate = blocked(batcher)
+    futures = [batcher.submit(i) for i in range(4)]
+    gate.set()
+    with pytest.raises(RuntimeError, match="job 2 breaks"):
+        futures[2].result(timeout=10)
+    assert [futures[i].result(timeout=10) for i in (0, 1, 3)] == [0, 10, 30]
+
+
+def test_an_outcome_that_is_an_exception_fails_only_its_job():
+    batcher = Batcher(lambda jobs: [ValueError("bad") if j == 1 else j for j in jobs], max_batch=8, window_s=0.0)
+    gate = blocked(batcher)
+    ok, bad = batcher.submit(0), batcher.submit(1)
+    gate.set()
+    assert ok.result(timeout=10) == 0
+    with pytest.raises(ValueError):
+        bad.result(timeout=10)
+
+
+def test_a_cancelled_job_is_removed_from_its_batch():
+    run = Recorder()
+    batcher = Batcher(run, max_batch=8, window_s=0.0)
+    gate = blocked(batcher)
+    keep, drop = batcher.submit(1), batcher.submit(2)
+    assert drop.cancel()
+    gate.set()
+    assert keep.result(timeout=10) == 10
+    assert run.batches == [[1]]
+
+
+def test_all_work_runs_on_one_long_lived_thread():
+    run = Recorder()
+    batcher = Batcher(run, max_batch=2, window_s=0.0, name="gpu")
+    names = {batcher.call(lambda: threading.current_thread().name)}
+    results = []
+    workers = [threading.Thread(target=lambda i=i: results.append(batcher.submit(i).result(timeout=10))) for i in range(6)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    assert sorted(results) == [0, 10, 20, 30, 40, 50]
+    assert run.threads | names == {"f5-worker-gpu"}
+
+
+def test_close_finishes_queued_jobs_then_refuses_new_ones():
+    run = Recorder()
+    batcher = Batcher(run, max_batch=8, window_s=0.0)
+    gate = blocked(batcher)
+    queued = batcher.submit(1)
+    threading.Timer(0.1, gate.set).start()
+    batcher.close(timeout=10)
+    assert queued.result(timeout=0) == 10
+    with pytest.raises(Closed):
+        batcher.submit(2)
+
+
+def test_close_without_draining_cancels_what_is_queued():
+    batcher = Batcher(Recorder(), max_batch=8, window_s=0.0)
+    gate = blocked(batcher)
+    queued = batcher.submit(1)
+    threading.Timer(0.1, gate.set).start()
+    batcher.close(timeout=10, drain=False)
+    assert queued.cancelled()
