@@ -119,7 +119,7 @@ def cmd_runpod(args, settings: Settings) -> int:
     worker = start(settings)  # first: nothing may import F5-TTS (or flash_attn) before the bootstrap
     from .serving.handler import serve_runpod
 
-    serve_runpod(worker.service, worker.settings.streaming, worker.settings.concurrency)
+    serve_runpod(worker.service, worker.settings.streaming, worker.concurrency)
     return 0
 
 

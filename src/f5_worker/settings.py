@@ -117,7 +117,9 @@ class Settings:
     offline: bool = False
     # Serving
     voices_dir: Path | None = None  # None: <volume>/f5-worker/voices
-    concurrency: int = 1  # jobs one worker takes at once (GPU work is serialised)
+    concurrency: int = 0  # jobs one worker takes at once; 0: auto, as many as the engine batches
+    max_batch: int = 0  # text chunks sampled in one batch at most; 0: auto, measured on the GPU at start
+    batch_window_ms: float = 5.0  # how long a lone chunk waits for others to batch with
     streaming: bool = False  # the RunPod handler yields audio chunk by chunk
     max_text_chars: int = 5_000
     max_ref_bytes: int = 10 * 1024**2
@@ -132,8 +134,10 @@ class Settings:
             raise ConfigError(
                 f"{PREFIX}FLASH_ATTN={self.flash_attn!r} is not one of {', '.join(FLASH_ATTN_MODES)}"
             )
-        if self.concurrency < 1:
-            raise ConfigError(f"{PREFIX}CONCURRENCY={self.concurrency} must be 1 or more")
+        if self.concurrency < 0 or self.max_batch < 0:
+            raise ConfigError(f"{PREFIX}CONCURRENCY and {PREFIX}MAX_BATCH must be 0 (auto) or more")
+        if not 0 <= self.batch_window_ms <= 1000:
+            raise ConfigError(f"{PREFIX}BATCH_WINDOW_MS={self.batch_window_ms} must be between 0 and 1000")
         if self.log_format not in ("json", "text"):
             raise ConfigError(f"{PREFIX}LOG_FORMAT={self.log_format!r} is not json or text")
 
@@ -197,7 +201,10 @@ class Settings:
             values["offline"] = True  # the standard switch means the same to us
         if raw.get("VOICES_DIR", "").strip():
             values["voices_dir"] = Path(raw["VOICES_DIR"]).expanduser()
-        for name, parse in (("CONCURRENCY", _int), ("MAX_TEXT_CHARS", _int), ("MAX_REF_BYTES", _int),
+        for name in ("CONCURRENCY", "MAX_BATCH"):
+            if name in raw:
+                values[name.lower()] = 0 if raw[name].strip().lower() == "auto" else _int(name, raw[name])
+        for name, parse in (("BATCH_WINDOW_MS", _float), ("MAX_TEXT_CHARS", _int), ("MAX_REF_BYTES", _int),
                             ("MAX_REF_SECONDS", _float), ("MAX_OUTPUT_SECONDS", _float),
                             ("REF_DOWNLOAD_TIMEOUT", _float)):
             if name in raw:

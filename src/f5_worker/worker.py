@@ -27,11 +27,17 @@ class Worker:
     report: Report
     service: object  # serving.service.Service (imported after the bootstrap: it imports F5-TTS)
 
+    @property
+    def concurrency(self) -> int:
+        """Jobs to take at once: as configured, else as many as the engine batches."""
+        return self.settings.concurrency or self.service.engine.batcher.max_batch
+
     def health(self) -> dict:
         verdict = self.report.flash_attn
         return {
             "status": "ready",
             "engine": self.service.engine.info(),
+            "concurrency": self.concurrency,
             "flash_attn": {"backend": verdict.backend, "reason": verdict.reason, "version": verdict.version,
                            "backends": verdict.backends} if verdict else None,
             "warnings": self.report.warnings,
@@ -65,12 +71,19 @@ def start(settings: Settings, *, warm_up: bool = True) -> Worker:
         if None in (files.checkpoint, files.vocab, files.vocoder_config, files.vocoder_weights):
             # Never fall through to random weights for a real model.
             raise ModelUnavailable([f"model step returned no path for one of {sorted(report.model_files.paths)}"])
-    single = report.flash_attn.backends.get("single", {}).get("backend", "sdpa") if report.flash_attn else "sdpa"
+    backends = report.flash_attn.backends if report.flash_attn else {}
+
+    def attn_backend(mode: str) -> str:  # the verdict names "sdpa" what F5-TTS calls "torch"
+        return "flash_attn" if backends.get(mode, {}).get("backend") == "flash_attn" else "torch"
+
     with phase(log, "engine.load"):
-        engine = Engine(EngineConfig(model=settings.model, files=files,
-                                     attn_backend="flash_attn" if single == "flash_attn" else "torch"))
+        engine = Engine(EngineConfig(model=settings.model, files=files, attn_backend=attn_backend("single"),
+                                     batch_attn_backend=attn_backend("batch"), max_batch=settings.max_batch,
+                                     batch_window_s=settings.batch_window_ms / 1000))
     if warm_up:
         report.seconds["warm_up"] = engine.warm_up()
+        with phase(log, "engine.tune"):
+            engine.tune_batch()
     limits = Limits(max_text_chars=settings.max_text_chars, max_ref_bytes=settings.max_ref_bytes,
                     max_ref_seconds=settings.max_ref_seconds, max_output_seconds=settings.max_output_seconds,
                     download_timeout_s=settings.ref_download_timeout_s)

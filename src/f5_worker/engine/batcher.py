@@ -73,6 +73,12 @@ class Batcher(Generic[J]):
             self._cond.notify()
         return job.future
 
+    @property
+    def queued(self) -> int:
+        """Jobs waiting for the thread."""
+        with self._cond:
+            return len(self._queue)
+
     def submit_call(self, fn: Callable[[], Any]) -> Future:
         """Run ``fn`` alone on the batcher's thread, between batches (warm-up, measurements)."""
         return self.submit(fn, key=_Call)

@@ -26,12 +26,14 @@ from . import f5lib
 from .batcher import Batcher
 from .models import HOP_LENGTH, SAMPLE_RATE, ModelFiles, build_model, build_vocoder
 from .sampler import SampleRequest, Sampler, SamplingConfig
+from .tuning import BatchChoice, choose_batch, measure_batches
 
 __all__ = ["Engine", "EngineConfig", "SynthesisParams", "Reference", "Cancelled", "crossfade", "SAMPLE_RATE"]
 
 log = get_logger("engine")
 # F5-TTS's chunking budget: chars of reference text per second, times the seconds left in a ~22 s window.
 WINDOW_S = 22.0
+CPU_BATCH = 4  # with no GPU to measure, a small batch: the CPU gains little from batching
 TARGET_RMS = 0.1  # infer_batch_process raises quieter references to this loudness, and lowers the output back
 MAX_FRAMES = 65536  # CFM.sample's cap on one sample's length
 
@@ -48,7 +50,7 @@ class EngineConfig:
     attn_backend: str = "torch"  # requests of one length, no mask
     batch_attn_backend: str = "torch"  # batches of mixed lengths, masked
     device: str | None = None  # None: cuda when available
-    max_batch: int = 8  # chunks sampled together at most
+    max_batch: int = 0  # chunks sampled together at most; 0: measured on CUDA by tune_batch(), 4 on the CPU
     batch_window_s: float = 0.005  # how long a lone chunk waits for company
     max_batch_frames: int = 64 * 2048  # frames sampled together at most (bounds memory)
     cuda_graphs: bool = True
@@ -127,8 +129,9 @@ class Engine:
         self.dtype = next(self.model.parameters()).dtype
         self.sampler = Sampler(self.model, backends={"single": config.attn_backend, "batch": config.batch_attn_backend},
                                cuda_graphs=config.cuda_graphs)
-        self.batcher = Batcher(self._run_batch, max_batch=config.max_batch, window_s=config.batch_window_s,
+        self.batcher = Batcher(self._run_batch, max_batch=config.max_batch or CPU_BATCH, window_s=config.batch_window_s,
                                max_size=config.max_batch_frames)
+        self.batch_choice = BatchChoice(self.batcher.max_batch, "configured" if config.max_batch else "default")
         self.load_seconds = round(time.monotonic() - started, 3)
         event(log, "engine loaded", phase="engine.load", model=config.model, device=self.device,
               dtype=str(self.dtype), attn_backend=config.attn_backend, batch_attn_backend=config.batch_attn_backend,
@@ -147,6 +150,7 @@ class Engine:
             "attn_backend": self.config.attn_backend,
             "batch_attn_backend": self.config.batch_attn_backend,
             "max_batch": self.batcher.max_batch,
+            "max_batch_why": self.batch_choice.why,
             "sample_rate": SAMPLE_RATE,
             "load_seconds": self.load_seconds,
         }
@@ -252,6 +256,25 @@ class Engine:
         seconds = round(time.monotonic() - started, 3)
         event(log, "engine warmed up", phase="engine.warm_up", duration_ms=seconds * 1000)
         return seconds
+
+    def tune_batch(self) -> BatchChoice:
+        """Measure batch sizes on the GPU and batch up to the one chosen (only when max_batch is 0: auto)."""
+        if self.config.max_batch or self.device == "cpu":
+            return self.batch_choice
+        started = time.monotonic()
+
+        def measure():
+            cond = torch.randn(469, self.model.num_channels, device=self.device, dtype=self.dtype)
+            text = torch.randint(1, 100, (160,))
+            timings = measure_batches(self.sampler, cond, text)
+            free, _total = torch.cuda.mem_get_info()
+            return choose_batch(timings, free + torch.cuda.memory_reserved())
+
+        self.batch_choice = self.batcher.call(measure)
+        self.batcher.max_batch = self.batch_choice.batch
+        event(log, "batch size chosen", phase="engine.tune", max_batch=self.batch_choice.batch,
+              why=self.batch_choice.why, duration_ms=round((time.monotonic() - started) * 1000, 1))
+        return self.batch_choice
 
     def params_json(self, params: SynthesisParams) -> dict:
         return asdict(params)

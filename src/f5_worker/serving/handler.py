@@ -1,8 +1,9 @@
 """The RunPod handler: jobs in through the SDK, run on a thread so several can be in flight.
 
-GPU work is serialised inside the engine; concurrency > 1 overlaps what is not GPU
-work (fetching and decoding references, encoding outputs). A job the SDK cancels
-stops at the next chunk boundary.
+Concurrent jobs meet in the engine's batcher, which samples their text chunks together
+on the GPU; concurrency also overlaps what is not GPU work (fetching and decoding
+references, encoding outputs). A job the SDK cancels leaves its batch: chunks not yet
+started are dropped.
 """
 
 from __future__ import annotations

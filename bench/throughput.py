@@ -1,0 +1,124 @@
+#!/usr/bin/env python3
+"""Throughput of the worker's engine on a GPU: one request alone, then N concurrent clients.
+
+    python bench/throughput.py [--concurrency 1,2,4,8,16,32,64] [--rounds 2] [--batch-backend torch|flash_attn]
+                               [--lengths same|mixed] [--json OUT]
+
+F5TTS_v1_Base size, random weights (speed does not depend on weight values; the audio is noise), fp16,
+NFE 32, cfg 2, sway -1; a 5 s reference and text that F5-TTS's duration rule makes 10 s of speech
+("mixed": 6-14 s). The whole engine path runs: chunk preparation, the batcher, the sampler, the vocoder.
+
+- single_rtf: median seconds per request / seconds of audio, one request at a time (5 runs after warm-up);
+- per concurrency N: N client threads each send --rounds requests back to back, after one untimed round
+  (CUDA graphs and allocations for the batch shapes); audio_s_per_gpu_s = audio made / wall time (the GPU
+  serves only this process); p50/p95 request latency.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import threading
+import time
+
+import numpy as np
+import torch
+
+SR = 24_000
+REF_S = 5.0
+REF_TEXT = "A reference voice of five seconds or so, read at an even pace. "  # 64 bytes
+# F5-TTS's duration rule: generated frames = reference frames * len(text) / len(ref_text); 128 bytes -> ~10 s
+TEXT_10S = "The worker reads this sentence aloud for the benchmark, at a steady pace, and then it stops there."
+TEXT_10S += " " * (128 - len(TEXT_10S))
+
+
+def text_for(seconds: float) -> str:
+    words = (TEXT_10S.strip() + " ") * 3
+    n = int(round(len(TEXT_10S) * seconds / 10.0))
+    return words[:n].rstrip() + "."
+
+
+def percentile(values, q):
+    return float(np.percentile(np.asarray(values), q))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--concurrency", default="1,2,4,8,16,32,64")
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--single-backend", default="torch")
+    parser.add_argument("--batch-backend", default="torch")
+    parser.add_argument("--lengths", choices=("same", "mixed"), default="same")
+    parser.add_argument("--no-graphs", action="store_true")
+    parser.add_argument("--model", default="F5TTS_v1_Base", help="tiny-random with --device cpu: a smoke run")
+    parser.add_argument("--device", default="cuda")
+    parser.add_argument("--json")
+    args = parser.parse_args()
+
+    from f5_worker.engine.engine import Engine, EngineConfig, SynthesisParams
+    from f5_worker.engine.models import ModelFiles
+
+    levels = [int(v) for v in args.concurrency.split(",")]
+    engine = Engine(EngineConfig(model=args.model, files=ModelFiles(), attn_backend=args.single_backend,
+                                 batch_attn_backend=args.batch_backend, max_batch=max(levels), device=args.device,
+                                 cuda_graphs=not args.no_graphs))
+    engine.warm_up()
+    rng = np.random.default_rng(0)
+    voice = engine.reference((0.1 * rng.standard_normal(int(REF_S * SR))).astype(np.float32), REF_TEXT.strip())
+    cuda = args.device == "cuda"
+    out: dict = {"gpu": torch.cuda.get_device_name() if cuda else "cpu", "torch": torch.__version__, "model": args.model,
+                 "weights": "random", "nfe": 32, "ref_s": REF_S, "lengths": args.lengths,
+                 "single_backend": args.single_backend, "batch_backend": args.batch_backend,
+                 "cuda_graphs": not args.no_graphs, "levels": {}}
+
+    def synth(seed: int, seconds: float = 10.0) -> tuple[float, float]:
+        began = time.perf_counter()
+        audio = engine.synthesize(voice, text_for(seconds), SynthesisParams(seed=seed))
+        return time.perf_counter() - began, len(audio) / SR
+
+    for _ in range(2):
+        synth(0)
+    runs = [synth(i) for i in range(5)]
+    latency = statistics.median(r[0] for r in runs)
+    audio_s = runs[0][1]
+    out["single"] = {"latency_ms": round(latency * 1000, 1), "audio_s": round(audio_s, 2),
+                     "rtf": round(latency / audio_s, 4)}
+    print("single", out["single"], flush=True)
+
+    for level in levels:
+        engine.batcher.max_batch = level
+        lengths = [10.0] * level if args.lengths == "same" else list(np.linspace(6, 14, level)) if level > 1 else [10.0]
+
+        def client(i: int, rounds: int, sink: list):
+            for r in range(rounds):
+                sink.append(synth(1000 * level + 100 * r + i, lengths[i]))
+
+        for rounds, timed in ((1, False), (args.rounds, True)):
+            sink: list = []
+            threads = [threading.Thread(target=client, args=(i, rounds, sink)) for i in range(level)]
+            began = time.perf_counter()
+            batches = engine.batcher.batches
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            wall = time.perf_counter() - began
+        latencies = [s for s, _ in sink]
+        audio = sum(a for _, a in sink)
+        row = {"requests": len(sink), "audio_s": round(audio, 1), "wall_s": round(wall, 2),
+               "audio_s_per_gpu_s": round(audio / wall, 1), "mean_batch": round(len(sink) / max(engine.batcher.batches - batches, 1), 1),
+               "p50_ms": round(percentile(latencies, 50) * 1000), "p95_ms": round(percentile(latencies, 95) * 1000),
+               "peak_gib": round(torch.cuda.max_memory_allocated() / 1024**3, 2) if cuda else None}
+        out["levels"][level] = row
+        print(level, row, flush=True)
+    out["best_audio_s_per_gpu_s"] = max(r["audio_s_per_gpu_s"] for r in out["levels"].values())
+    print(json.dumps(out, indent=1))
+    if args.json:
+        json.dump(out, open(args.json, "w"), indent=1)
+    engine.close()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

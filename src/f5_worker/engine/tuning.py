@@ -1,0 +1,89 @@
+"""How many requests to batch (and so how many jobs to take at once) on this GPU.
+
+Measured at start, not guessed from a table: a few sampler steps for batches of 1, 2, 4 ...
+requests of mixed lengths around a typical request (5 s reference + 10 s of speech), on the
+masked path real batches take. The batch size chosen is the smallest that reaches
+``share`` of the best throughput measured (bigger batches add latency for little gain),
+within ``memory_share`` of the GPU's free memory.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+
+import torch
+
+from ..log import event, get_logger
+
+__all__ = ["BatchTiming", "BatchChoice", "choose_batch", "measure_batches"]
+
+log = get_logger("engine.tuning")
+TYPICAL_FRAMES = 1406  # 5 s reference + 10 s of speech at 24 kHz / 256
+CANDIDATES = (1, 2, 4, 8, 16, 32, 64)
+
+
+@dataclass(frozen=True)
+class BatchTiming:
+    batch: int
+    seconds_per_step: float
+    peak_bytes: int  # GPU memory at the peak of the batch, above what was allocated before it
+
+    @property
+    def requests_per_second(self) -> float:
+        return self.batch / self.seconds_per_step
+
+
+@dataclass(frozen=True)
+class BatchChoice:
+    batch: int
+    why: str
+    timings: tuple[BatchTiming, ...] = ()
+
+    def to_json(self) -> dict:
+        return {"batch": self.batch, "why": self.why, "timings": [asdict(t) for t in self.timings]}
+
+
+def choose_batch(timings: list[BatchTiming], free_bytes: int, *, share: float = 0.9,
+                 memory_share: float = 0.7) -> BatchChoice:
+    """The smallest measured batch within ``share`` of the best throughput that fits in memory."""
+    fits = [t for t in timings if t.peak_bytes <= memory_share * free_bytes]
+    if not fits:
+        return BatchChoice(1, "no measured batch fits in memory: one request at a time", tuple(timings))
+    best = max(t.requests_per_second for t in fits)
+    chosen = min((t for t in fits if t.requests_per_second >= share * best), key=lambda t: t.batch)
+    why = (f"batch {chosen.batch}: {chosen.requests_per_second:.1f} requests/s per step, "
+           f"{chosen.requests_per_second / best:.0%} of the best measured ({best:.1f})")
+    return BatchChoice(chosen.batch, why, tuple(timings))
+
+
+def measure_batches(sampler, cond: torch.Tensor, text: torch.Tensor, *, steps: int = 2,
+                    candidates: tuple[int, ...] = CANDIDATES, limit_s: float = 20.0) -> list[BatchTiming]:
+    """Time ``steps`` sampler steps per candidate batch size, on the sampler's device (run it on the GPU thread)."""
+    from .sampler import SampleRequest, SamplingConfig
+
+    config = SamplingConfig(steps=steps)
+    timings: list[BatchTiming] = []
+    started = time.monotonic()
+    for batch in candidates:
+        # Lengths spread +-20% around the typical request, as concurrent requests are.
+        requests = [SampleRequest(cond, text, int(TYPICAL_FRAMES * (0.8 + 0.4 * i / max(batch - 1, 1))), i)
+                    for i in range(batch)]
+        try:
+            sampler.sample(requests, config)  # kernel selection, allocator growth
+            torch.cuda.synchronize()
+            base = torch.cuda.memory_allocated()
+            torch.cuda.reset_peak_memory_stats()
+            began = time.perf_counter()
+            sampler.sample(requests, config)
+            torch.cuda.synchronize()
+            seconds = (time.perf_counter() - began) / steps
+        except torch.OutOfMemoryError:
+            torch.cuda.empty_cache()
+            break
+        timings.append(BatchTiming(batch, seconds, torch.cuda.max_memory_allocated() - base))
+        event(log, "batch measured", phase="engine.tune", batch=batch, ms_per_step=round(seconds * 1000, 2),
+              peak_mib=round(timings[-1].peak_bytes / 2**20, 1))
+        if time.monotonic() - started > limit_s:
+            break
+    return timings
