@@ -55,3 +55,14 @@ def test_model_settings():
     assert settings.hub_cache == Path("/v/huggingface-cache/hub")
     assert settings.legacy_model_dirs == (Path("/baked"), Path("~/old"))
     assert Settings.from_env({"F5_WORKER_HF_CACHE": "/c"}).hub_cache == Path("/c")
+
+
+def test_batching_settings_default_to_auto_and_accept_numbers():
+    assert (Settings.from_env({}).concurrency, Settings.from_env({}).max_batch) == (0, 0)  # 0: auto
+    settings = Settings.from_env({"F5_WORKER_CONCURRENCY": "auto", "F5_WORKER_MAX_BATCH": "16",
+                                  "F5_WORKER_BATCH_WINDOW_MS": "2.5"})
+    assert (settings.concurrency, settings.max_batch, settings.batch_window_ms) == (0, 16, 2.5)
+    with pytest.raises(ConfigError, match="F5_WORKER_BATCH_WINDOW_MS=5000"):
+        Settings.from_env({"F5_WORKER_BATCH_WINDOW_MS": "5000"})
+    with pytest.raises(ConfigError, match="F5_WORKER_MAX_BATCH='many' is not an integer"):
+        Settings.from_env({"F5_WORKER_MAX_BATCH": "many"})

@@ -137,7 +137,7 @@ class Settings:
         if self.concurrency < 0 or self.max_batch < 0:
             raise ConfigError(f"{PREFIX}CONCURRENCY and {PREFIX}MAX_BATCH must be 0 (auto) or more")
         if not 0 <= self.batch_window_ms <= 1000:
-            raise ConfigError(f"{PREFIX}BATCH_WINDOW_MS={self.batch_window_ms} must be between 0 and 1000")
+            raise ConfigError(f"{PREFIX}BATCH_WINDOW_MS={self.batch_window_ms:g} must be between 0 and 1000")
         if self.log_format not in ("json", "text"):
             raise ConfigError(f"{PREFIX}LOG_FORMAT={self.log_format!r} is not json or text")
 
