@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from f5_worker.engine import f5lib
-from f5_worker.engine.sampler import SampleRequest, Sampler, SamplingConfig, initial_noise
+from f5_worker.engine.sampler import SampleRequest, Sampler, SamplingConfig, conv_position_embedding, initial_noise
 from support.engine import tiny_engine
 
 CONFIG = SamplingConfig(steps=6, cfg_strength=2.0, sway_sampling_coef=-1.0)
@@ -81,3 +81,12 @@ def test_mixed_lengths_run_masked_with_the_batch_backend_and_one_length_unmasked
     seen.clear()
     sampler.sample([request(reference, 120, 1), request(reference, 150, 2)], CONFIG)
     assert set(seen) == {("torch", True, True)}
+
+
+@pytest.mark.parametrize("masked", [False, True])
+def test_channels_last_position_embedding_equals_f5_tts(model, masked):
+    module = model.transformer.input_embed.conv_pos_embed
+    x = torch.randn(3, 40, module.conv1d[0].in_channels, generator=torch.Generator().manual_seed(1))
+    mask = torch.arange(40)[None] < torch.tensor([40, 25, 10])[:, None] if masked else None
+    with torch.inference_mode():
+        torch.testing.assert_close(conv_position_embedding(module, x, mask), module(x, mask=mask))

@@ -26,7 +26,8 @@ import torch.nn.functional as F
 
 from . import f5lib
 
-__all__ = ["SampleRequest", "SamplingConfig", "Sampler", "timesteps", "initial_noise"]
+__all__ = ["SampleRequest", "SamplingConfig", "Sampler", "timesteps", "initial_noise", "velocity",
+           "conv_position_embedding"]
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,25 @@ def initial_noise(request: SampleRequest, n_mels: int, device, dtype) -> torch.T
     return torch.randn(request.frames, n_mels, device=device, dtype=dtype, generator=generator)
 
 
+def conv_position_embedding(module, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """``ConvPositionEmbedding.forward`` (conv, mask, Mish, twice) as channels-last 2-D convolutions.
+
+    The (batch, frames, dim) activations already are channels-last; F5-TTS's Conv1d makes them
+    contiguous channels-first, and cuDNN transposes them back around a slow grouped kernel.
+    """
+    keep = None if mask is None else mask[:, None, None, :]
+    h = x.transpose(1, 2).unsqueeze(2)  # (batch, dim, 1, frames), channels-last in memory
+    for layer in module.conv1d:
+        if isinstance(layer, torch.nn.Conv1d):
+            weight = layer.weight.unsqueeze(2).contiguous(memory_format=torch.channels_last)
+            h = F.conv2d(h, weight, layer.bias, padding=(0, layer.padding[0]), groups=layer.groups)
+            if keep is not None:
+                h = h.masked_fill(~keep, 0.0)
+        else:
+            h = layer(h)
+    return h.squeeze(2).transpose(1, 2)
+
+
 def velocity(dit, x, cond, text_cond, text_uncond, time, mask, cfg_strength):
     """The guided flow: DiT.forward(cfg_infer=True) with the text embedding computed once per request.
 
@@ -81,7 +101,8 @@ def velocity(dit, x, cond, text_cond, text_uncond, time, mask, cfg_strength):
         mask = torch.cat((mask, mask)) if mask is not None else None
     else:
         text = text_cond
-    h = dit.input_embed(x, cond, text, drop_audio_cond=False, audio_mask=mask)
+    h = dit.input_embed.proj(torch.cat((x, cond, text), dim=-1))  # InputEmbedding.forward, faster convolutions
+    h = conv_position_embedding(dit.input_embed.conv_pos_embed, h, mask) + h
     rope = dit.rotary_embed.forward_from_seq_len(seq_len)
     residual = h
     for block in dit.transformer_blocks:
