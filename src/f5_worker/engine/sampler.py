@@ -73,6 +73,8 @@ def conv_position_embedding(module, x: torch.Tensor, mask: torch.Tensor | None =
     """
     keep = None if mask is None else mask[:, None, None, :]
     h = x.transpose(1, 2).unsqueeze(2)  # (batch, dim, 1, frames), channels-last in memory
+    if keep is not None:
+        h = h.masked_fill(~keep, 0.0)
     for layer in module.conv1d:
         if isinstance(layer, torch.nn.Conv1d):
             weight = layer.weight.unsqueeze(2).contiguous(memory_format=torch.channels_last)
