@@ -100,7 +100,7 @@ class TestSynthesis:
         assert engine.batcher.batches == batches  # none of the cancelled request's chunks was sampled
 
     def test_matches_f5_tts_infer_batch_process_under_the_same_seed(self, engine, voice):
-        """Our chunk preparation and sampler against F5-TTS's own pipeline, seeded alike: equal samples."""
+        """Our chunk preparation and sampler against F5-TTS's own pipeline, seeded alike: equal up to rounding."""
         import torch
         from f5_tts.infer.utils_infer import infer_batch_process
 
@@ -109,7 +109,8 @@ class TestSynthesis:
         torch.manual_seed(5)
         theirs, _, _ = next(infer_batch_process((voice.audio, 24_000), voice.text, [text], engine.model, engine.vocoder,
                                                 progress=None, nfe_step=FAST["nfe_step"], device="cpu"))
-        np.testing.assert_array_equal(ours, theirs)
+        assert ours.shape == theirs.shape
+        np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-5)
 
 
 class TestAttentionBackend:

@@ -39,7 +39,9 @@ def test_one_request_equals_cfm_sample_with_its_seed(model, reference, cfg_stren
         expected, _ = model.sample(cond=audio, text=text, duration=180, steps=6, cfg_strength=cfg_strength,
                                    sway_sampling_coef=-1.0, seed=11)
     (ours,) = Sampler(model).sample([request(reference, 180, 11)], config)
-    torch.testing.assert_close(ours, expected[0], rtol=0, atol=0)
+    # Equal up to float rounding: our step batches the two guidance halves' convolutions together.
+    torch.testing.assert_close(ours, expected[0], rtol=1e-5, atol=1e-5)
+    assert (ours - expected[0]).abs().max() < 1e-3 * expected[0].abs().max()
 
 
 def test_each_request_of_a_mixed_batch_gets_its_own_length_and_its_solo_result(model, reference):

@@ -3,7 +3,8 @@
 Without checkpoint files the real ``CFM(DiT)`` and ``Vocos`` are built with random
 weights: ``tiny-random`` at a toy size (tests and offline smoke runs), or a real
 size such as ``F5TTS_v1_Base`` for speed benchmarks (speed does not depend on weight
-values). The whole synthesis path runs; the audio is noise, and is labelled so.
+values). The whole synthesis path runs; the audio is noise, and is labelled so. Layers DiT initialises
+to zero get small random values, so the transformer's output reaches the audio (tests can see it).
 """
 
 from __future__ import annotations
@@ -66,6 +67,11 @@ def build_model(model: str, files: ModelFiles, *, attn_backend: str, attn_mask_e
             odeint_kwargs=dict(method="euler"),
             vocab_char_map=vocab_char_map,
         )
+        # DiT zero-initialises its modulation and output layers (for training): with those at zero the
+        # velocity is zero and the sampler returns its noise untouched, whatever the transformer computes.
+        for name, param in cfm.transformer.named_parameters():
+            if not param.any():
+                torch.nn.init.normal_(param, std=0.02)
     dtype = torch.float16 if device.startswith("cuda") else torch.float32
     return cfm.to(device=device, dtype=dtype).eval()
 
