@@ -32,7 +32,12 @@ def request(reference, frames, seed):
 
 
 @pytest.mark.parametrize("cfg_strength", [2.0, 0.0])
-def test_one_request_equals_cfm_sample_with_its_seed(model, reference, cfg_strength):
+def test_one_request_equals_cfm_sample_with_its_seed(reference, cfg_strength):
+    """Against F5-TTS untouched: a fresh model, sampled by CFM.sample before our sampler swaps its attention."""
+    from f5_worker.engine.models import ModelFiles, build_model
+
+    model = build_model("tiny-random", ModelFiles(), attn_backend="torch", attn_mask_enabled=False, device="cpu")
+    assert type(model.transformer.transformer_blocks[0].attn.processor).__name__ == "AttnProcessor"
     audio, text, _ids, _mel = reference
     config = SamplingConfig(steps=6, cfg_strength=cfg_strength, sway_sampling_coef=-1.0)
     with torch.inference_mode():

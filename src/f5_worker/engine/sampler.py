@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from . import f5lib
+from .attention import FusedAttnProcessor, install, rotary
 
 __all__ = ["SampleRequest", "SamplingConfig", "Sampler", "timesteps", "initial_noise", "velocity",
            "conv_position_embedding"]
@@ -105,7 +106,10 @@ def velocity(dit, x, cond, text_cond, text_uncond, time, mask, cfg_strength):
         text = text_cond
     h = dit.input_embed.proj(torch.cat((x, cond, text), dim=-1))  # InputEmbedding.forward, faster convolutions
     h = conv_position_embedding(dit.input_embed.conv_pos_embed, h, mask) + h
-    rope = dit.rotary_embed.forward_from_seq_len(seq_len)
+    if isinstance(dit.transformer_blocks[0].attn.processor, FusedAttnProcessor):
+        rope = rotary(dit, seq_len)  # once per step, not once per layer
+    else:
+        rope = dit.rotary_embed.forward_from_seq_len(seq_len)
     residual = h
     for block in dit.transformer_blocks:
         h = block(h, t, mask=mask, rope=rope)
@@ -165,6 +169,7 @@ class Sampler:
                  max_graphs: int = 16):
         self.cfm = cfm
         self.dit = cfm.transformer
+        install(self.dit)
         self.backends = {"single": "torch", "batch": "torch"} | (backends or {})
         param = next(cfm.parameters())
         self.device, self.dtype = param.device, param.dtype
