@@ -45,3 +45,33 @@ def test_rotary_is_x_transformers_rotation(dit):
     ours = torch.view_as_real(pairs * rope[:, None, :]).flatten(-2).transpose(1, 2)
     torch.testing.assert_close(ours, expected)
     assert f5lib.DiT is type(dit)
+
+
+def test_half_precision_rotation_matches_x_transformers_in_half(dit):
+    """The GPU path (fp16 activations, complex32 rotation), run on the CPU: as close as fp16 allows."""
+    import warnings
+
+    from x_transformers.x_transformers import apply_rotary_pos_emb
+
+    from f5_worker.engine.attention import _rotate
+
+    t = torch.randn(2, 11, 5, 32)  # (batch, seq, heads, dim_head)
+    expected = apply_rotary_pos_emb(t.transpose(1, 2), dit.rotary_embed.forward_from_seq_len(11)[0]).transpose(1, 2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "ComplexHalf support is experimental"
+        rope = rotary(dit, 11, torch.float16)
+        assert rope.dtype == torch.complex32
+        ours = _rotate(t.half(), rope)
+    assert ours.dtype == torch.float16
+    torch.testing.assert_close(ours.float(), expected, rtol=2e-3, atol=2e-3)
+
+
+def test_block_forward_equals_dit_block(dit):
+    from f5_worker.engine.attention import block_forward
+
+    block = dit.transformer_blocks[1]
+    x = torch.randn(2, 23, dit.dim, generator=torch.Generator().manual_seed(3))
+    t = dit.time_embed(torch.tensor([0.3, 0.7]))
+    rope = dit.rotary_embed.forward_from_seq_len(23)
+    with torch.inference_mode():
+        torch.testing.assert_close(block_forward(block, x, t, rope=rope), block(x, t, rope=rope), rtol=1e-5, atol=1e-5)

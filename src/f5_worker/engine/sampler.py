@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from . import f5lib
-from .attention import FusedAttnProcessor, install, rotary
+from .attention import FusedAttnProcessor, block_forward, install, rotary
 
 __all__ = ["SampleRequest", "SamplingConfig", "Sampler", "timesteps", "initial_noise", "velocity",
            "conv_position_embedding"]
@@ -107,12 +107,12 @@ def velocity(dit, x, cond, text_cond, text_uncond, time, mask, cfg_strength):
     h = dit.input_embed.proj(torch.cat((x, cond, text), dim=-1))  # InputEmbedding.forward, faster convolutions
     h = conv_position_embedding(dit.input_embed.conv_pos_embed, h, mask) + h
     if isinstance(dit.transformer_blocks[0].attn.processor, FusedAttnProcessor):
-        rope = rotary(dit, seq_len)  # once per step, not once per layer
+        rope = rotary(dit, seq_len, x.dtype)  # once per step, not once per layer
     else:
         rope = dit.rotary_embed.forward_from_seq_len(seq_len)
     residual = h
     for block in dit.transformer_blocks:
-        h = block(h, t, mask=mask, rope=rope)
+        h = block_forward(block, h, t, mask=mask, rope=rope)
     if dit.long_skip_connection is not None:
         h = dit.long_skip_connection(torch.cat((h, residual), dim=-1))
     out = dit.proj_out(dit.norm_out(h, t))
