@@ -191,3 +191,17 @@ assert len(set(map(len, engine.chunks(voice, long_text, 1.0)))) > 1
 engine.synthesize(voice, long_text, SynthesisParams(seed=1, nfe_step=4))
 print(json.dumps({"single": single, "batch": dict(collections.Counter(flash_attn.CALLS)), "sdpa": len(sdpa)}))
 '''
+
+
+def test_frame_bucket_rounds_generated_lengths_up():
+    from f5_worker.engine.engine import Engine, EngineConfig
+
+    bucketed = Engine(EngineConfig(model="tiny-random", device="cpu", frame_bucket=16))
+    exact = tiny_engine()
+    assert (bucketed.frame_bucket, exact.frame_bucket) == (16, 1)  # 1 on the CPU: F5-TTS's own estimate
+    voice = exact.reference(tone(3.0), "This is the reference voice")
+    for text in ["Hi.", "Hello world, this is a test.", LONG_TEXT[:150]]:
+        want = exact._prepare(voice, text, SynthesisParams(), seed=0).frames
+        got = bucketed._prepare(voice, text, SynthesisParams(), seed=0).frames
+        assert got % 16 == 0 and want <= got < want + 16
+    bucketed.close()

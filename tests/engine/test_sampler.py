@@ -97,3 +97,18 @@ def test_channels_last_position_embedding_equals_f5_tts(model, masked):
     mask = torch.arange(40)[None] < torch.tensor([40, 25, 10])[:, None] if masked else None
     with torch.inference_mode():
         torch.testing.assert_close(conv_position_embedding(module, x, mask), module(x, mask=mask))
+
+
+def test_mixed_lengths_split_into_equal_length_groups_give_each_its_own_result(model, reference):
+    sampler = Sampler(model)
+    requests = [request(reference, frames, seed) for frames, seed in [(150, 1), (120, 2), (150, 3), (130, 4)]]
+    masked = sampler.sample(requests, CONFIG)
+    sampler.split_mixed = True
+    calls = []
+    real = sampler.sample
+    sampler.sample = lambda reqs, config: calls.append(sorted(r.frames for r in reqs)) or real(reqs, config)
+    split = sampler.sample(requests, CONFIG)
+    assert sorted(calls) == sorted([[120, 130, 150, 150], [120], [130], [150, 150]])
+    for a, b in zip(masked, split):
+        assert a.shape == b.shape
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)

@@ -26,7 +26,7 @@ from . import f5lib
 from .batcher import Batcher
 from .models import HOP_LENGTH, SAMPLE_RATE, ModelFiles, build_model, build_vocoder
 from .sampler import SampleRequest, Sampler, SamplingConfig
-from .tuning import BatchChoice, choose_batch, measure_batches
+from .tuning import BatchChoice, choose_batch, choose_mixed_policy, measure_batches
 
 __all__ = ["Engine", "EngineConfig", "SynthesisParams", "Reference", "Cancelled", "crossfade", "SAMPLE_RATE"]
 
@@ -50,10 +50,13 @@ class EngineConfig:
     attn_backend: str = "torch"  # requests of one length, no mask
     batch_attn_backend: str = "torch"  # batches of mixed lengths, masked
     device: str | None = None  # None: cuda when available
-    max_batch: int = 0  # chunks sampled together at most; 0: measured on CUDA by tune_batch(), 4 on the CPU
+    max_batch: int = 0  # chunks sampled together at most; 0: measured on CUDA by tune(), 4 on the CPU
     batch_window_s: float = 0.005  # how long a lone chunk waits for company
     max_batch_frames: int = 64 * 2048  # frames sampled together at most (bounds memory)
     cuda_graphs: bool = True
+    # Generated lengths are rounded up to a multiple of this many frames (16: 0.17 s), so requests share
+    # CUDA graphs and batch as equal lengths; 0: 16 where CUDA graphs are used, else 1 (F5-TTS's exact estimate).
+    frame_bucket: int = 0
 
 
 @dataclass(frozen=True)
@@ -132,6 +135,8 @@ class Engine:
         self.batcher = Batcher(self._run_batch, max_batch=config.max_batch or CPU_BATCH, window_s=config.batch_window_s,
                                max_size=config.max_batch_frames)
         self.batch_choice = BatchChoice(self.batcher.max_batch, "configured" if config.max_batch else "default")
+        self.mixed_policy = "equal-length groups" if self.sampler.split_mixed else "masked batches"
+        self.frame_bucket = config.frame_bucket or (16 if self.sampler.cuda_graphs else 1)
         self.load_seconds = round(time.monotonic() - started, 3)
         event(log, "engine loaded", phase="engine.load", model=config.model, device=self.device,
               dtype=str(self.dtype), attn_backend=config.attn_backend, batch_attn_backend=config.batch_attn_backend,
@@ -151,6 +156,8 @@ class Engine:
             "batch_attn_backend": self.config.batch_attn_backend,
             "max_batch": self.batcher.max_batch,
             "max_batch_why": self.batch_choice.why,
+            "mixed_lengths": self.mixed_policy,
+            "frame_bucket": self.frame_bucket,
             "sample_rate": SAMPLE_RATE,
             "load_seconds": self.load_seconds,
         }
@@ -197,7 +204,8 @@ class Engine:
         skip = audio.shape[-1] // HOP_LENGTH
         duration = skip + int(skip / len(ref_text.encode("utf-8")) * len(piece.encode("utf-8")) / speed)
         reference_frames = skip + 1  # the mel spectrogram's frames (centred STFT)
-        frames = min(max(max(ids.numel(), reference_frames) + 1, duration), MAX_FRAMES)
+        frames = max(max(ids.numel(), reference_frames) + 1, duration)
+        frames = min(-(-frames // self.frame_bucket) * self.frame_bucket, MAX_FRAMES)
         config = SamplingConfig(steps=params.nfe_step, cfg_strength=params.cfg_strength,
                                 sway_sampling_coef=params.sway_sampling_coef)
         return _Chunk(audio, ids, frames, skip, seed, gain, config)
@@ -257,16 +265,19 @@ class Engine:
         event(log, "engine warmed up", phase="engine.warm_up", duration_ms=seconds * 1000)
         return seconds
 
-    def tune_batch(self) -> BatchChoice:
-        """Measure batch sizes on the GPU and batch up to the one chosen (only when max_batch is 0: auto)."""
-        if self.config.max_batch or self.device == "cpu":
+    def tune(self) -> BatchChoice:
+        """On a GPU: measure how to run requests of different lengths, and (max_batch 0: auto) how many to batch."""
+        if self.device == "cpu":
             return self.batch_choice
         started = time.monotonic()
 
         def measure():
             cond = torch.randn(469, self.model.num_channels, device=self.device, dtype=self.dtype)
             text = torch.randint(1, 100, (160,))
-            timings = measure_batches(self.sampler, cond, text)
+            self.mixed_policy = choose_mixed_policy(self.sampler, cond, text)
+            if self.config.max_batch:
+                return self.batch_choice
+            timings = measure_batches(self.sampler, cond, text, mixed=not self.sampler.split_mixed)
             free, _total = torch.cuda.mem_get_info()
             return choose_batch(timings, free + torch.cuda.memory_reserved())
 

@@ -11,7 +11,9 @@ modules, and changes what a server needs changed:
   of different lengths run masked, with the backend verified best for masks (variable-length
   flash attention, or masked SDPA);
 - on CUDA, an unmasked step is replayed from a CUDA graph captured once per shape: a DiT step
-  is ~1300 small kernels, and launching them from Python costs more than running them.
+  is ~1300 small kernels, and launching them from Python costs more than running them. With
+  graphs, requests of different lengths can also run as groups of equal length (``split_mixed``)
+  instead of one masked batch; the engine measures which is faster on its GPU at start.
 
 ``tests/engine/test_sampler.py`` holds it equal to ``CFM.sample`` for one request.
 """
@@ -166,7 +168,7 @@ class Sampler:
     """
 
     def __init__(self, cfm, *, backends: dict[str, str] | None = None, cuda_graphs: bool = True,
-                 max_graphs: int = 16):
+                 max_graphs: int = 64):
         self.cfm = cfm
         self.dit = cfm.transformer
         install(self.dit)
@@ -178,6 +180,7 @@ class Sampler:
         self.max_graphs = max_graphs
         self._graphs: OrderedDict[tuple, _StepGraph] = OrderedDict()
         self._pool = torch.cuda.graph_pool_handle() if self.cuda_graphs else None
+        self.split_mixed = False  # requests of different lengths: one masked batch, or equal-length groups
 
     def _attention(self, masked: bool) -> None:
         backend = self.backends["batch" if masked else "single"]
@@ -190,6 +193,13 @@ class Sampler:
         """Each request's mel, (frames, n_mels), with its reference frames restored as ``CFM.sample`` returns them."""
         if not requests:
             return []
+        if self.split_mixed and len({r.frames for r in requests}) > 1:
+            mels: list = [None] * len(requests)
+            for frames in sorted({r.frames for r in requests}):
+                group = [i for i, r in enumerate(requests) if r.frames == frames]
+                for i, mel in zip(group, self.sample([requests[i] for i in group], config)):
+                    mels[i] = mel
+            return mels
         device, dtype = self.device, self.dtype
         lengths = [r.frames for r in requests]
         frames = max(lengths)

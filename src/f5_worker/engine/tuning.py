@@ -1,8 +1,9 @@
-"""How many requests to batch (and so how many jobs to take at once) on this GPU.
+"""How to batch requests on this GPU, and how many (and so how many jobs to take at once).
 
-Measured at start, not guessed from a table: a few sampler steps for batches of 1, 2, 4 ...
-requests of mixed lengths around a typical request (5 s reference + 10 s of speech), on the
-masked path real batches take. The batch size chosen is the smallest that reaches
+Measured at start, not guessed from a table: first whether requests of different lengths run
+faster as one masked batch or as equal-length groups; then a few sampler steps for batches of
+1, 2, 4 ... requests around a typical request (5 s reference + 10 s of speech), as batches
+will be run. The batch size chosen is the smallest that reaches
 ``share`` of the best throughput measured (bigger batches add latency for little gain),
 within ``memory_share`` of the GPU's free memory.
 """
@@ -16,7 +17,7 @@ import torch
 
 from ..log import event, get_logger
 
-__all__ = ["BatchTiming", "BatchChoice", "choose_batch", "measure_batches"]
+__all__ = ["BatchTiming", "BatchChoice", "choose_batch", "measure_batches", "choose_mixed_policy"]
 
 log = get_logger("engine.tuning")
 TYPICAL_FRAMES = 1406  # 5 s reference + 10 s of speech at 24 kHz / 256
@@ -57,17 +58,22 @@ def choose_batch(timings: list[BatchTiming], free_bytes: int, *, share: float = 
     return BatchChoice(chosen.batch, why, tuple(timings))
 
 
-def measure_batches(sampler, cond: torch.Tensor, text: torch.Tensor, *, steps: int = 2,
+def measure_batches(sampler, cond: torch.Tensor, text: torch.Tensor, *, mixed: bool, steps: int = 2,
                     candidates: tuple[int, ...] = CANDIDATES, limit_s: float = 20.0) -> list[BatchTiming]:
-    """Time ``steps`` sampler steps per candidate batch size, on the sampler's device (run it on the GPU thread)."""
+    """Time ``steps`` sampler steps per candidate batch size, on the sampler's device (run it on the GPU thread).
+
+    ``mixed``: requests of different lengths (for masked batches); else of one length (what batches
+    hold when the sampler splits mixed lengths into equal-length groups).
+    """
     from .sampler import SampleRequest, SamplingConfig
 
     config = SamplingConfig(steps=steps)
     timings: list[BatchTiming] = []
     started = time.monotonic()
     for batch in candidates:
-        # Lengths spread +-20% around the typical request, as concurrent requests are.
-        requests = [SampleRequest(cond, text, int(TYPICAL_FRAMES * (0.8 + 0.4 * i / max(batch - 1, 1))), i)
+        # Mixed: lengths spread +-20% around the typical request, as concurrent requests are.
+        spread = 0.4 if mixed else 0.0
+        requests = [SampleRequest(cond, text, int(TYPICAL_FRAMES * (1 - spread / 2 + spread * i / max(batch - 1, 1))), i)
                     for i in range(batch)]
         try:
             sampler.sample(requests, config)  # kernel selection, allocator growth
@@ -87,3 +93,29 @@ def measure_batches(sampler, cond: torch.Tensor, text: torch.Tensor, *, steps: i
         if time.monotonic() - started > limit_s:
             break
     return timings
+
+
+def choose_mixed_policy(sampler, cond: torch.Tensor, text: torch.Tensor, *, batch: int = 8, steps: int = 2) -> str:
+    """Time one batch of requests of different lengths run masked, and run as equal-length groups
+    (CUDA graphs); leave the sampler on the faster way and say why."""
+    from .sampler import SampleRequest, SamplingConfig
+
+    if not sampler.cuda_graphs:
+        sampler.split_mixed = False
+        return "masked batches: no CUDA graphs on this device"
+    config = SamplingConfig(steps=steps)
+    requests = [SampleRequest(cond, text, int(TYPICAL_FRAMES * (0.8 + 0.4 * i / (batch - 1))), i) for i in range(batch)]
+    seconds = {}
+    for split in (False, True):
+        sampler.split_mixed = split
+        sampler.sample(requests, config)  # graph capture, kernel selection
+        torch.cuda.synchronize()
+        began = time.perf_counter()
+        sampler.sample(requests, config)
+        torch.cuda.synchronize()
+        seconds[split] = time.perf_counter() - began
+    sampler.split_mixed = seconds[True] < seconds[False]
+    why = (f"{batch} requests of different lengths: {seconds[False] * 1000 / steps:.1f} ms per step masked "
+           f"({sampler.backends['batch']}), {seconds[True] * 1000 / steps:.1f} ms as equal-length groups")
+    event(log, "mixed-length policy chosen", phase="engine.tune", split_mixed=sampler.split_mixed, why=why)
+    return ("equal-length groups: " if sampler.split_mixed else "masked batches: ") + why
