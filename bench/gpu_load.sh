@@ -10,7 +10,7 @@ mkdir -p /tmp/good && python3 .device/make_fa_wheel.py /tmp/good --name "$NAME" 
 python3 bench/make_random_checkpoint.py /tmp/legacy >/dev/null 2>&1 || echo "checkpoint failed"
 F5_WORKER_VOLUME=/tmp/vol F5_WORKER_FLASH_ATTN_UPSTREAM= F5_WORKER_FLASH_ATTN_MIRRORS=/tmp/good \
   F5_WORKER_MODEL=F5TTS_v1_Base F5_WORKER_LEGACY_MODEL_DIRS=/tmp/legacy F5_WORKER_OFFLINE=true \
-  F5_WORKER_CONCURRENCY=8 python3 -m f5_worker serve --port 8000 > "$OUT/serve.log" 2>&1 &
+  python3 -m f5_worker serve --port 8000 > "$OUT/serve.log" 2>&1 &
 PID=$!
 for _ in $(seq 240); do
   curl -sf http://127.0.0.1:8000/health > "$OUT/health.json" && break

@@ -68,6 +68,29 @@ def main() -> int:
     cond = torch.randn(REF_FRAMES, 100, device="cuda", dtype=torch.float16)
     text = torch.randint(0, 2000, (160,))
 
+    # Numerics against F5-TTS untouched (before the Sampler swaps the attention processors), with F5-TTS's
+    # own SDPA-vs-flash_attn difference as the yardstick of fp16 tolerance.
+    def stock(backend):
+        for block in model.transformer.transformer_blocks:
+            block.attn.processor.attn_backend = backend
+        with torch.inference_mode():
+            mel, _ = model.sample(cond=cond[None], text=text[None].cuda(), duration=FRAMES, steps=NFE, cfg_strength=2.0,
+                                  sway_sampling_coef=-1.0, seed=0)
+        return mel[0, REF_FRAMES:].float()
+
+    def rel(a, b):
+        return round(float((a - b).abs().mean() / b.abs().mean()), 5)
+
+    stock_sdpa = stock("torch")
+    numerics = {}
+    if "flash_attn" in backends:
+        numerics["f5_flash_vs_f5_sdpa"] = rel(stock("flash_attn"), stock_sdpa)
+        stock("torch")
+    ours = Sampler(model, cuda_graphs=True).sample([SampleRequest(cond, text, FRAMES, seed=0)], config)[0][REF_FRAMES:].float()
+    numerics["ours_vs_f5_sdpa"] = rel(ours, stock_sdpa)
+    out["numerics_mean_rel_diff"] = numerics
+    print("numerics", numerics, flush=True)
+
     def requests(b, frames=FRAMES):
         return [SampleRequest(cond, text, frames, seed=i) for i in range(b)]
 

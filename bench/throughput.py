@@ -39,6 +39,13 @@ def text_for(seconds: float) -> str:
     return words[:n].rstrip() + "."
 
 
+def rss_mib() -> float:
+    for line in open("/proc/self/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
 def percentile(values, q):
     return float(np.percentile(np.asarray(values), q))
 
@@ -51,6 +58,7 @@ def main() -> int:
     parser.add_argument("--batch-backend", default="torch")
     parser.add_argument("--lengths", choices=("same", "mixed"), default="same")
     parser.add_argument("--no-graphs", action="store_true")
+    parser.add_argument("--tune", action="store_true", help="let the engine measure its mixed-length policy first")
     parser.add_argument("--model", default="F5TTS_v1_Base", help="tiny-random with --device cpu: a smoke run")
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--json")
@@ -64,13 +72,16 @@ def main() -> int:
                                  batch_attn_backend=args.batch_backend, max_batch=max(levels), device=args.device,
                                  cuda_graphs=not args.no_graphs))
     engine.warm_up()
+    if args.tune:
+        engine.tune()
     rng = np.random.default_rng(0)
     voice = engine.reference((0.1 * rng.standard_normal(int(REF_S * SR))).astype(np.float32), REF_TEXT.strip())
     cuda = args.device == "cuda"
     out: dict = {"gpu": torch.cuda.get_device_name() if cuda else "cpu", "torch": torch.__version__, "model": args.model,
                  "weights": "random", "nfe": 32, "ref_s": REF_S, "lengths": args.lengths,
                  "single_backend": args.single_backend, "batch_backend": args.batch_backend,
-                 "cuda_graphs": not args.no_graphs, "levels": {}}
+                 "cuda_graphs": not args.no_graphs, "mixed_lengths": engine.mixed_policy,
+                 "frame_bucket": engine.frame_bucket, "levels": {}}
 
     def synth(seed: int, seconds: float = 10.0) -> tuple[float, float]:
         began = time.perf_counter()
@@ -109,9 +120,11 @@ def main() -> int:
         row = {"requests": len(sink), "audio_s": round(audio, 1), "wall_s": round(wall, 2),
                "audio_s_per_gpu_s": round(audio / wall, 1), "mean_batch": round(len(sink) / max(engine.batcher.batches - batches, 1), 1),
                "p50_ms": round(percentile(latencies, 50) * 1000), "p95_ms": round(percentile(latencies, 95) * 1000),
-               "peak_gib": round(torch.cuda.max_memory_allocated() / 1024**3, 2) if cuda else None}
+               "peak_gib": round(torch.cuda.max_memory_allocated() / 1024**3, 2) if cuda else None,
+               "rss_mib": round(rss_mib(), 1)}
         out["levels"][level] = row
         print(level, row, flush=True)
+    out["requests_total"] = sum(r["requests"] for r in out["levels"].values())
     out["best_audio_s_per_gpu_s"] = max(r["audio_s_per_gpu_s"] for r in out["levels"].values())
     print(json.dumps(out, indent=1))
     if args.json:

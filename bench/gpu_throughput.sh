@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# The sampler's numerics and speed, then the engine's throughput curve with SDPA and with flash attention.
+set -uo pipefail
+OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
+source bench/gpu_env.sh
+python3 .device/make_fa_wheel.py /tmp/fa --name "$FLASH_ATTN_WHEEL" >/dev/null
+python3 -m pip install -q --no-deps --no-index --target /tmp/fa-site /tmp/fa/"$FLASH_ATTN_WHEEL" 2>/dev/null
+export PYTHONPATH="$PYTHONPATH:/tmp/fa-site"
+quiet() { grep -v '^ \|^{\|^}'; }
+for part in ${PARTS:-sampler sdpa flash}; do
+  echo "== $part"
+  case $part in
+    sampler) timeout 200 python3 bench/sampler_speed.py --batches 1,8,32 --json "$OUT/sampler.json" 2>"$OUT/sampler.log" | quiet ;;
+    sdpa) timeout 240 python3 bench/throughput.py --json "$OUT/throughput-sdpa.json" 2>"$OUT/throughput-sdpa.log" | quiet ;;
+    flash) timeout 240 python3 bench/throughput.py --single-backend flash_attn --batch-backend flash_attn \
+             --json "$OUT/throughput-flash.json" 2>"$OUT/throughput-flash.log" | quiet ;;
+    mixed) timeout 240 python3 bench/throughput.py --lengths mixed --batch-backend flash_attn --tune \
+             --json "$OUT/throughput-mixed.json" 2>"$OUT/throughput-mixed.log" | quiet ;;
+  esac
+done
