@@ -12,11 +12,13 @@ cancellation that drops chunks not yet started, and a warm-up at start.
 from __future__ import annotations
 
 import hashlib
+import logging
 import random
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import CancelledError, Future, TimeoutError
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -26,7 +28,7 @@ from . import f5lib
 from .batcher import Batcher
 from .models import HOP_LENGTH, SAMPLE_RATE, ModelFiles, build_model, build_vocoder
 from .sampler import SampleRequest, Sampler, SamplingConfig
-from .tuning import BatchChoice, choose_batch, choose_mixed_policy, measure_batches
+from .tuning import BatchChoice, TuningRecord, choose_batch, choose_mixed_policy, measure_batches, tuning_key
 
 __all__ = ["Engine", "EngineConfig", "SynthesisParams", "Reference", "Cancelled", "crossfade", "SAMPLE_RATE"]
 
@@ -265,27 +267,46 @@ class Engine:
         event(log, "engine warmed up", phase="engine.warm_up", duration_ms=seconds * 1000)
         return seconds
 
-    def tune(self) -> BatchChoice:
-        """On a GPU: measure how to run requests of different lengths, and (max_batch 0: auto) how many to batch."""
+    def tune(self, cache_dir: Path | None = None) -> BatchChoice:
+        """On a GPU: measure how to run requests of different lengths, and (max_batch 0: auto) how many to
+        batch; or reuse what an earlier start measured on the same kind of machine (kept in ``cache_dir``)."""
         if self.device == "cpu":
             return self.batch_choice
+        from .. import __version__
+
         started = time.monotonic()
-
-        def measure():
-            cond = torch.randn(469, self.model.num_channels, device=self.device, dtype=self.dtype)
-            text = torch.randint(1, 100, (160,))
-            self.mixed_policy = choose_mixed_policy(self.sampler, cond, text)
-            if self.config.max_batch:
-                return self.batch_choice
-            timings = measure_batches(self.sampler, cond, text, mixed=not self.sampler.split_mixed)
-            free, _total = torch.cuda.mem_get_info()
-            return choose_batch(timings, free + torch.cuda.memory_reserved())
-
-        self.batch_choice = self.batcher.call(measure)
-        self.batcher.max_batch = self.batch_choice.batch
-        event(log, "batch size chosen", phase="engine.tune", max_batch=self.batch_choice.batch,
-              why=self.batch_choice.why, duration_ms=round((time.monotonic() - started) * 1000, 1))
+        key = tuning_key(gpu=torch.cuda.get_device_name(), memory=torch.cuda.get_device_properties(0).total_memory,
+                         torch=torch.__version__, worker=__version__, model=self.config.model,
+                         single=self.config.attn_backend, batch=self.config.batch_attn_backend,
+                         graphs=self.sampler.cuda_graphs, bucket=self.frame_bucket)
+        path = cache_dir / f"{key}.json" if cache_dir else None
+        record = TuningRecord.load(path) if path else None
+        reused = record is not None
+        if record is None:
+            record = self.batcher.call(self._measure)
+            if path:
+                try:
+                    record.save(path)
+                except OSError as exc:  # a read-only or full volume: measure again next start
+                    event(log, "tuning not kept", phase="engine.tune", error=str(exc), level=logging.WARNING)
+        self.sampler.split_mixed, self.mixed_policy = record.split_mixed, record.mixed_policy
+        if not self.config.max_batch:
+            self.batch_choice = BatchChoice(record.batch, record.batch_why)
+            self.batcher.max_batch = record.batch
+        event(log, "engine tuned", phase="engine.tune", max_batch=self.batcher.max_batch, why=self.batch_choice.why,
+              mixed_lengths=self.mixed_policy, reused=reused,
+              duration_ms=round((time.monotonic() - started) * 1000, 1))
         return self.batch_choice
+
+    def _measure(self) -> TuningRecord:
+        """On the batcher's thread: the mixed-length policy, then batch sizes."""
+        cond = torch.randn(469, self.model.num_channels, device=self.device, dtype=self.dtype)
+        text = torch.randint(1, 100, (160,))
+        policy = choose_mixed_policy(self.sampler, cond, text)
+        timings = measure_batches(self.sampler, cond, text, mixed=not self.sampler.split_mixed)
+        free, _total = torch.cuda.mem_get_info()
+        choice = choose_batch(timings, free + torch.cuda.memory_reserved())
+        return TuningRecord(choice.batch, choice.why, self.sampler.split_mixed, policy)
 
     def params_json(self, params: SynthesisParams) -> dict:
         return asdict(params)
