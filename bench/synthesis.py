@@ -9,7 +9,7 @@ fp16, Euler, NFE 32, cfg_strength 2, sway -1, a 5 s reference and 10 s to genera
 
 - sampler: CFM.sample alone (what ../shared/gpu/README.md's baseline measured);
 - stock: F5-TTS's own pipeline, utils_infer.infer_batch_process (sampler + vocoder), as F5TTS.infer runs it;
-- worker: our Engine.synthesize (the same per chunk, plus seeding and cross-fade);
+- worker: our Engine.synthesize (its own sampler with CUDA graphs, batcher, vocoder; see bench/throughput.py);
 - batch: 16 requests of 3-15 s in one CFM.sample call, attention mask on (what batching needs);
 - the physical floor: FLOPs of one synthesis over the measured fp16 matrix rate.
 """
@@ -124,9 +124,7 @@ def main() -> int:
         seconds, peak = timed(stock, args.runs)
         row["stock_pipeline"] = {"ms": round(seconds * 1000, 1), "rtf": round(seconds / GEN_S, 4), "peak_gib": round(peak, 2)}
 
-        engine = Engine.__new__(Engine)  # the worker's engine around the same model and vocoder
-        engine.config, engine.device, engine.model, engine.vocoder = EngineConfig(args.model, files, backend), "cuda", model, vocoder
-        engine.dtype, engine._lock, engine.load_seconds = next(model.parameters()).dtype, __import__("threading").Lock(), 0.0
+        engine = Engine(EngineConfig(args.model, files, backend, device="cuda"))  # the worker's engine, same size
         voice = engine.reference(ref[0].numpy(), ref_text)
         out = {}
 
@@ -137,6 +135,7 @@ def main() -> int:
         audio_s = len(out["audio"]) / SR
         row["worker_pipeline"] = {"ms": round(seconds * 1000, 1), "audio_s": round(audio_s, 2),
                                   "rtf": round(seconds / audio_s, 4), "peak_gib": round(peak, 2)}
+        engine.close()
         del model, vocoder, engine
         torch.cuda.empty_cache()
 

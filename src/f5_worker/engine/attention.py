@@ -29,9 +29,13 @@ def rotary(dit, seq_len: int, dtype: torch.dtype = torch.float32) -> torch.Tenso
     activations the result is complex32, so the rotation needs no fp32 copies.
     """
     freqs, _scale = dit.rotary_embed.forward_from_seq_len(seq_len)
-    angles = freqs[0, :, ::2].float()
-    rope = torch.polar(torch.ones_like(angles), angles)
+    rope = _unit_complex(freqs)
     return rope.to(torch.complex32) if dtype == torch.float16 else rope
+
+
+def _unit_complex(freqs: torch.Tensor) -> torch.Tensor:
+    angles = freqs[0, :, ::2].float()
+    return torch.polar(torch.ones_like(angles), angles)
 
 
 def _rotate(x: torch.Tensor, rope: torch.Tensor) -> torch.Tensor:
@@ -70,8 +74,7 @@ class FusedAttnProcessor:
             q, k, v = qkv.unbind(2)
         else:
             if isinstance(rope, tuple):  # called from DiT.forward, with x-transformers' (freqs, scale)
-                angles = rope[0][0, :, ::2].float()
-                rope = torch.polar(torch.ones_like(angles), angles)
+                rope = _unit_complex(rope[0])
             q, k = _rotate(qkv[:, :, :2], rope).unbind(2)  # q and k in one pass
             v = qkv[:, :, 2]
         masked = self.attn_mask_enabled and mask is not None
