@@ -2,10 +2,7 @@
 # Kernel-level checks on the device machine: the position-convolution variants, then the sampler's speed.
 set -uo pipefail
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
-source bench/gpu_env.sh
-python3 .device/make_fa_wheel.py /tmp/fa --name "$FLASH_ATTN_WHEEL" >/dev/null
-python3 -m pip install -q --no-deps --no-index --target /tmp/fa-site /tmp/fa/"$FLASH_ATTN_WHEEL" 2>/dev/null
-export PYTHONPATH="$PYTHONPATH:/tmp/fa-site"
+source bench/gpu_env.sh flash
 timeout 120 python3 bench/conv_probe.py --json "$OUT/conv-probe.json" 2>"$OUT/conv-probe.log" | grep -v '^ \|^{\|^}'
 tail -2 "$OUT/conv-probe.log"
 timeout 400 python3 bench/sampler_speed.py --batches "${BATCHES:-1,8,32}" --json "$OUT/sampler.json" 2>"$OUT/sampler.log" | grep -v '^ \|^{\|^}'

@@ -2,10 +2,7 @@
 # bench/sampler_speed.py on the device machine: plain, with cuDNN autotuning, with torch.compile.
 set -uo pipefail
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
-source bench/gpu_env.sh
-python3 .device/make_fa_wheel.py /tmp/fa --name "$FLASH_ATTN_WHEEL" >/dev/null
-python3 -m pip install -q --no-deps --no-index --target /tmp/fa-site /tmp/fa/"$FLASH_ATTN_WHEEL" 2>/dev/null
-export PYTHONPATH="$PYTHONPATH:/tmp/fa-site"
+source bench/gpu_env.sh flash
 for variant in "${@:-plain}"; do
   case $variant in
     plain) flags=() ;;

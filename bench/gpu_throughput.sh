@@ -2,10 +2,7 @@
 # The sampler's numerics and speed, then the engine's throughput curve with SDPA and with flash attention.
 set -uo pipefail
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
-source bench/gpu_env.sh
-python3 .device/make_fa_wheel.py /tmp/fa --name "$FLASH_ATTN_WHEEL" >/dev/null
-python3 -m pip install -q --no-deps --no-index --target /tmp/fa-site /tmp/fa/"$FLASH_ATTN_WHEEL" 2>/dev/null
-export PYTHONPATH="$PYTHONPATH:/tmp/fa-site"
+source bench/gpu_env.sh flash
 quiet() { grep -v '^ \|^{\|^}'; }
 for part in ${PARTS:-sampler sdpa flash}; do
   echo "== $part"
