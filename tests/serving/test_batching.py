@@ -93,3 +93,23 @@ def test_concurrency_defaults_to_the_batch_size(service):
 
     worker = Worker(Settings.from_env({}, volume=service.config.voices_dir), report=None, service=service)
     assert worker.concurrency == service.engine.batcher.max_batch == 8
+
+
+def test_a_streaming_job_in_a_batch_still_streams_what_it_returns_whole(service):
+    long_text = " ".join(f"Sentence {i} goes here, and then some more words follow." for i in range(6))
+    streamed = job(long_text, seed=21)
+    batcher = service.engine.batcher
+    gate = threading.Event()
+    batcher.submit_call(gate.wait)
+    with ThreadPoolExecutor(3) as pool:
+        pieces = pool.submit(lambda: list(service.stream(streamed)))
+        others = [pool.submit(service.run, job(text, seed=30 + i)) for i, text in enumerate(TEXTS[:2])]
+        while batcher.queued < 3:
+            threading.Event().wait(0.01)
+        gate.set()
+        pieces = pieces.result(timeout=120)
+        assert all("error" not in o.result(timeout=120) for o in others)
+    assert len(pieces) > 1 and all("error" not in p for p in pieces), pieces  # one piece per text chunk
+    whole = service.run(streamed)
+    joined = np.concatenate([samples(p) for p in pieces])
+    np.testing.assert_allclose(joined, samples(whole), atol=2 / 32767)
