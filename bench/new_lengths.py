@@ -52,12 +52,15 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--json")
     parser.add_argument("--split-only", action="store_true")
+    parser.add_argument("--prewarmed", action="store_true", help="let the engine prepare lengths while idle first")
     args = parser.parse_args()
     from f5_worker.engine.engine import Engine, EngineConfig, SynthesisParams
     from f5_worker.engine.models import ModelFiles
 
     variants = [("sdpa_default", "torch", True)] if args.split_only else \
         [("sdpa_default", "torch", True), ("sdpa_no_cudnn", "torch", False)]
+    if args.prewarmed:
+        variants = [("sdpa_prewarmed", "torch", True)]
     try:
         import flash_attn  # noqa: F401
         if not args.split_only:
@@ -73,6 +76,14 @@ def main() -> int:
         engine = Engine(EngineConfig(model="F5TTS_v1_Base", files=ModelFiles(), attn_backend=backend,
                                      batch_attn_backend=backend, max_batch=1, device="cuda"))
         engine.warm_up()
+        if name == "sdpa_prewarmed":
+            began = time.perf_counter()
+            planned = engine.prewarm()
+            while engine.batcher.idle is not None:
+                time.sleep(0.05)
+            out["prewarm"] = {"lengths": planned, "seconds": round(time.perf_counter() - began, 1),
+                              "gpu_reserved_gib": round(torch.cuda.memory_reserved() / 1024**3, 2)}
+            print("prewarm", out["prewarm"], flush=True)
         voice = engine.reference(ref, REF_TEXT)
         rows = {}
         for label in ("new_length", "cached"):

@@ -84,6 +84,7 @@ def start(settings: Settings, *, warm_up: bool = True) -> Worker:
         report.seconds["warm_up"] = engine.warm_up()
         with phase(log, "engine.tune"):
             engine.tune(settings.root / "cache" / "tuning")
+        engine.prewarm()  # in the background, whenever no request is waiting
     limits = Limits(max_text_chars=settings.max_text_chars, max_ref_bytes=settings.max_ref_bytes,
                     max_ref_seconds=settings.max_ref_seconds, max_output_seconds=settings.max_output_seconds,
                     download_timeout_s=settings.ref_download_timeout_s)

@@ -146,3 +146,39 @@ def test_close_without_draining_cancels_what_is_queued():
     threading.Timer(0.1, gate.set).start()
     batcher.close(timeout=10, drain=False)
     assert queued.cancelled()
+
+
+def test_idle_work_runs_only_while_no_job_waits_and_stops_when_done():
+    done, seen_queue = [], []
+
+    def idle():
+        seen_queue.append(batcher.queued)
+        done.append(1)
+        time.sleep(0.01)
+        return len(done) < 5  # five pieces of background work, then none left
+
+    batcher = Batcher(Recorder(), max_batch=8, window_s=0.0)
+    gate = blocked(batcher)
+    batcher.set_idle(idle)
+    job = batcher.submit(3)
+    gate.set()
+    assert job.result(timeout=10) == 30
+    deadline = time.monotonic() + 10
+    while batcher.idle is not None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert len(done) == 5 and batcher.idle is None
+    assert set(seen_queue) == {0}  # never while a job was waiting
+    assert batcher.submit(4).result(timeout=10) == 40
+
+
+def test_failing_idle_work_is_dropped_and_serving_goes_on():
+    def idle():
+        raise RuntimeError("capture failed")
+
+    batcher = Batcher(Recorder(), max_batch=8, window_s=0.0)
+    batcher.set_idle(idle)
+    deadline = time.monotonic() + 10
+    while batcher.idle is not None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert batcher.idle is None
+    assert batcher.submit(2).result(timeout=10) == 20

@@ -205,3 +205,25 @@ def test_frame_bucket_rounds_generated_lengths_up():
         got = bucketed._prepare(voice, text, SynthesisParams(), seed=0).frames
         assert got % 16 == 0 and want <= got < want + 16
     bucketed.close()
+
+
+def test_prewarm_plans_nothing_without_cuda_graphs(engine):
+    assert engine.prewarm() == 0 and engine.batcher.idle is None
+
+
+def test_prewarm_prepares_lengths_nearest_a_typical_request_first(monkeypatch):
+    from f5_worker.engine.engine import Engine, EngineConfig
+
+    bucketed = Engine(EngineConfig(model="tiny-random", device="cpu", frame_bucket=16))
+    seen = []
+    monkeypatch.setattr(bucketed.sampler, "cuda_graphs", True)  # as on a GPU; sampling itself is recorded
+    monkeypatch.setattr(bucketed.sampler, "sample", lambda requests, config: seen.append(requests[0].frames))
+    planned = bucketed.prewarm()
+    for _ in range(1000):
+        if bucketed.batcher.idle is None:
+            break
+        threading.Event().wait(0.01)
+    assert planned == len(seen) == bucketed.sampler.max_graphs // 2
+    assert seen[0] == 1408 and all(f % 16 == 0 for f in seen)
+    assert [abs(f - 1408) for f in seen] == sorted(abs(f - 1408) for f in seen)
+    bucketed.close()

@@ -11,6 +11,9 @@ handles are made once, not per request.
 - A job whose future was cancelled before its batch started is dropped from the batch.
 - ``run_batch`` returns one outcome per job (a result or an exception); if it raises
   instead, each job of the batch is run alone, so a request that breaks a batch fails alone.
+- ``set_idle(fn)``: ``fn`` is called on the thread whenever no job is waiting: one short piece of
+  background work per call (preparing for shapes not seen yet), returning False when none is left.
+  A job that arrives meanwhile waits for that one piece only.
 """
 
 from __future__ import annotations
@@ -58,6 +61,7 @@ class Batcher(Generic[J]):
         self._queue: deque[BatchJob[J]] = deque()
         self._cond = threading.Condition()
         self._closed = False
+        self.idle: Callable[[], bool] | None = None
         self.batches = 0  # batches run so far (for logs and tests)
         self._thread = threading.Thread(target=self._loop, name=f"f5-worker-{name}", daemon=True)
         self._thread.start()
@@ -72,6 +76,11 @@ class Batcher(Generic[J]):
             self._queue.append(job)
             self._cond.notify()
         return job.future
+
+    def set_idle(self, fn: Callable[[], bool] | None) -> None:
+        with self._cond:
+            self.idle = fn
+            self._cond.notify()
 
     @property
     def queued(self) -> int:
@@ -103,6 +112,15 @@ class Batcher(Generic[J]):
             while not self._queue:
                 if self._closed:
                     return None
+                if self.idle is not None:
+                    self._cond.release()
+                    try:
+                        more = self._idle_once()
+                    finally:
+                        self._cond.acquire()
+                    if not more:
+                        self.idle = None
+                    continue
                 self._cond.wait()
             first = self._queue.popleft()
             batch = [first]
@@ -123,6 +141,14 @@ class Batcher(Generic[J]):
                     break
                 self._cond.wait(left)
             return batch
+
+    def _idle_once(self) -> bool:
+        try:
+            return bool(self.idle())
+        except Exception as exc:  # noqa: BLE001  background work is optional; serving is not
+            event(log, "background work stopped", phase="engine.idle", error=f"{type(exc).__name__}: {exc}",
+                  level=logging.WARNING)
+            return False
 
     def _loop(self) -> None:
         while (batch := self._take()) is not None:

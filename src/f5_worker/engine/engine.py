@@ -28,13 +28,15 @@ from . import f5lib
 from .batcher import Batcher
 from .models import HOP_LENGTH, SAMPLE_RATE, ModelFiles, build_model, build_vocoder
 from .sampler import SampleRequest, Sampler, SamplingConfig
-from .tuning import BatchChoice, TuningRecord, choose_batch, choose_mixed_policy, measure_batches, tuning_key
+from .tuning import (TYPICAL_FRAMES, BatchChoice, TuningRecord, choose_batch, choose_mixed_policy, measure_batches,
+                     tuning_key)
 
 __all__ = ["Engine", "EngineConfig", "SynthesisParams", "Reference", "Cancelled", "crossfade", "SAMPLE_RATE"]
 
 log = get_logger("engine")
 # F5-TTS's chunking budget: chars of reference text per second, times the seconds left in a ~22 s window.
 WINDOW_S = 22.0
+PREWARM_SPAN_FRAMES = 512  # lengths prepared ahead: +-5.5 s around a typical request (5 s reference + 10 s)
 CPU_BATCH = 4  # with no GPU to measure, a small batch: the CPU gains little from batching
 TARGET_RMS = 0.1  # infer_batch_process raises quieter references to this loudness, and lowers the output back
 MAX_FRAMES = 65536  # CFM.sample's cap on one sample's length
@@ -297,6 +299,40 @@ class Engine:
               mixed_lengths=self.mixed_policy, reused=reused,
               duration_ms=round((time.monotonic() - started) * 1000, 1))
         return self.batch_choice
+
+    def prewarm(self) -> int:
+        """While the GPU has nothing else to do, capture the step graphs of likely single-request lengths.
+
+        A length seen for the first time costs ~0.4 s more on an H100 (an eager step, cuDNN plans, the
+        capture: BENCHMARKS.md); this moves that cost off the first requests. Returns how many lengths
+        are planned (0 without CUDA graphs).
+        """
+        if not self.sampler.cuda_graphs:
+            return 0
+        bucket = self.frame_bucket
+        centre = round(TYPICAL_FRAMES / bucket) * bucket
+        lengths = sorted(range(centre - PREWARM_SPAN_FRAMES, centre + PREWARM_SPAN_FRAMES + 1, bucket),
+                         key=lambda frames: abs(frames - centre))[: self.sampler.max_graphs // 2]
+        pending = iter(lengths)
+        started = time.monotonic()
+        inputs: list = []
+
+        def next_length() -> bool:
+            if not inputs:
+                inputs.extend([torch.randn(469, self.model.num_channels, device=self.device, dtype=self.dtype),
+                               torch.randint(1, 100, (160,))])
+            frames = next(pending, None)
+            if frames is None:
+                event(log, "step graphs prepared", phase="engine.prewarm", lengths=len(lengths),
+                      duration_ms=round((time.monotonic() - started) * 1000, 1))
+                return False
+            if not self.sampler.has_graph(1, frames, SynthesisParams.cfg_strength):
+                self.sampler.sample([SampleRequest(inputs[0], inputs[1], frames, 0)],
+                                    SamplingConfig(steps=1, cfg_strength=SynthesisParams.cfg_strength))
+            return True
+
+        self.batcher.set_idle(next_length)
+        return len(lengths)
 
     def _measure(self) -> TuningRecord:
         """On the batcher's thread: the mixed-length policy, then batch sizes."""

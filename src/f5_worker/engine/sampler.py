@@ -168,7 +168,7 @@ class Sampler:
     """
 
     def __init__(self, cfm, *, backends: dict[str, str] | None = None, cuda_graphs: bool = True,
-                 max_graphs: int = 64):
+                 max_graphs: int = 128):
         self.cfm = cfm
         self.dit = cfm.transformer
         install(self.dit)
@@ -234,6 +234,9 @@ class Sampler:
                 x = x + (t[i + 1] - t[i]) * v
         out = torch.where(cond_mask, cond, x)
         return [out[i, : r.frames] for i, r in enumerate(requests)]
+
+    def has_graph(self, batch: int, frames: int, cfg_strength: float) -> bool:
+        return (batch, frames, cfg_strength) in self._graphs
 
     def _graph(self, batch, frames, text_dim, cfg_strength) -> _StepGraph:
         key = (batch, frames, cfg_strength)
