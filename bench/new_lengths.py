@@ -24,6 +24,13 @@ REF_TEXT = "A reference voice of five seconds or so, read at an even pace."
 WORDS = "The worker reads this sentence aloud for the benchmark, at a steady pace, and then it stops there. " * 3
 
 
+def rss_mib() -> float:
+    for line in open("/proc/self/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
 def split_new_length_cost(engine) -> dict:
     """Where a new length's extra time goes: the sampler (graph capture) or the vocoder (new conv shapes)."""
     from f5_worker.engine.sampler import SampleRequest, SamplingConfig
@@ -77,12 +84,13 @@ def main() -> int:
                                      batch_attn_backend=backend, max_batch=1, device="cuda"))
         engine.warm_up()
         if name == "sdpa_prewarmed":
-            began = time.perf_counter()
+            began, rss_before = time.perf_counter(), rss_mib()
             planned = engine.prewarm()
             while engine.batcher.idle is not None:
                 time.sleep(0.05)
             out["prewarm"] = {"lengths": planned, "seconds": round(time.perf_counter() - began, 1),
-                              "gpu_reserved_gib": round(torch.cuda.memory_reserved() / 1024**3, 2)}
+                              "gpu_reserved_gib": round(torch.cuda.memory_reserved() / 1024**3, 2),
+                              "host_rss_mib_added": round(rss_mib() - rss_before, 1)}
             print("prewarm", out["prewarm"], flush=True)
         voice = engine.reference(ref, REF_TEXT)
         rows = {}
