@@ -217,6 +217,7 @@ def test_prewarm_prepares_lengths_nearest_a_typical_request_first(monkeypatch):
     bucketed = Engine(EngineConfig(model="tiny-random", device="cpu", frame_bucket=16))
     seen = []
     monkeypatch.setattr(bucketed.sampler, "cuda_graphs", True)  # as on a GPU; sampling itself is recorded
+    monkeypatch.setattr(bucketed.sampler, "max_graphs", 128)
     monkeypatch.setattr(bucketed.sampler, "sample", lambda requests, config: seen.append(requests[0].frames))
     planned = bucketed.prewarm()
     for _ in range(1000):

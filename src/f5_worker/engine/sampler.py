@@ -168,7 +168,7 @@ class Sampler:
     """
 
     def __init__(self, cfm, *, backends: dict[str, str] | None = None, cuda_graphs: bool = True,
-                 max_graphs: int = 128):
+                 max_graphs: int | None = None):
         self.cfm = cfm
         self.dit = cfm.transformer
         install(self.dit)
@@ -177,7 +177,12 @@ class Sampler:
         self.device, self.dtype = param.device, param.dtype
         self.n_mels = cfm.num_channels
         self.cuda_graphs = cuda_graphs and self.device.type == "cuda"
-        self.max_graphs = max_graphs
+        if max_graphs is None and self.cuda_graphs:
+            # A single-request graph holds ~64 MiB of GPU memory on the H100 (bench/results/
+            # new-lengths-prewarmed-h100.json: 64 graphs, 4 GiB): keep them within a tenth of the GPU.
+            total = torch.cuda.get_device_properties(self.device).total_memory
+            max_graphs = max(8, min(128, total // 10 // (64 * 2**20)))
+        self.max_graphs = max_graphs or 0
         self._graphs: OrderedDict[tuple, _StepGraph] = OrderedDict()
         self._pool = torch.cuda.graph_pool_handle() if self.cuda_graphs else None
         self.split_mixed = False  # requests of different lengths: one masked batch, or equal-length groups
