@@ -43,7 +43,7 @@ MAX_FRAMES = 65536  # CFM.sample's cap on one sample's length
 
 
 class Cancelled(Exception):
-    """The request was cancelled; raised between chunks."""
+    """The request was cancelled; its chunks not yet sampled are dropped from their batches."""
 
 
 @dataclass(frozen=True)
