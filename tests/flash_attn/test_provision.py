@@ -265,6 +265,20 @@ def test_several_workers_starting_at_once_on_one_volume(httpserver, make_setting
     assert 1 <= len(downloads) <= 4
 
 
+def verify_children(volume) -> list[int]:
+    """Live verification processes working under ``volume``."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        try:
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            state = next(line for line in (proc / "status").read_text().splitlines() if line.startswith("State:"))
+        except (OSError, StopIteration, ValueError):
+            continue
+        if "f5_worker.flash_attn.verify" in cmdline and str(volume) in cmdline and "Z" not in state.split()[1]:
+            pids.append(int(proc.name))
+    return pids
+
+
 def test_worker_killed_mid_install_leaves_nothing_visible_and_next_start_recovers(httpserver, make_settings, volume):
     serve(httpserver, NEWEST, wheel_bytes(NEWEST, Variant.HANG))  # the child hangs in verification: kill the worker then
     settings = make_settings(flash_attn_upstream=httpserver.url_for("/"))
@@ -274,8 +288,13 @@ def test_worker_killed_mid_install_leaves_nothing_visible_and_next_start_recover
     while not list(installs_dir(settings).glob(".staging-*/site/flash_attn")) and time.monotonic() < deadline:
         time.sleep(0.2)
     time.sleep(0.5)
+    assert verify_children(volume), "the dead worker's verification child should be running by now"
     worker.kill()
     worker.wait()
+    deadline = time.monotonic() + 10
+    while verify_children(volume) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert verify_children(volume) == []  # the hanging verification died with its worker
 
     assert install.published_installs(installs_dir(settings)) == []
     httpserver.clear()

@@ -171,13 +171,24 @@ def _describe_exit(code: int) -> str:
     return f"exit status {code}"
 
 
+def _die_with_parent() -> None:
+    """In the child, before exec: Linux kills it when the worker dies (a killed start must not leave a
+    verification hanging on the GPU)."""
+    import ctypes
+    import signal
+
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
 def verify(site: Path, wheel_name: str, timeout_s: float) -> dict:
     """Run ``f5_worker.flash_attn.verify`` in a child with ``site`` first on its path."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(site), env.get("PYTHONPATH", "")) if p)
     command = [sys.executable, "-m", "f5_worker.flash_attn.verify", str(site)]
     try:
-        proc = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s, env=env, cwd=site)
+        proc = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s, env=env, cwd=site,
+                              preexec_fn=_die_with_parent if sys.platform == "linux" else None)
     except subprocess.TimeoutExpired as exc:
         raise VerificationFailed(wheel_name, f"the check did not finish within {timeout_s:.0f} s (hung on import or on the GPU)") from exc
     result = None
