@@ -109,6 +109,8 @@ def install(dit) -> None:
     """Replace each DiT block's attention processor by the fused one (same switches, same results)."""
     for block in dit.transformer_blocks:
         old = block.attn.processor
+        if isinstance(old, FusedAttnProcessor):
+            continue
         if getattr(old, "pe_attn_head", None) is not None or block.attn.q_norm is not None:
             continue  # partial rotary or q/k norm: keep F5-TTS's processor
         block.attn.processor = FusedAttnProcessor(block.attn, attn_backend=old.attn_backend,

@@ -29,7 +29,7 @@ from .batcher import Batcher
 from .models import HOP_LENGTH, SAMPLE_RATE, ModelFiles, build_model, build_vocoder
 from .sampler import SampleRequest, Sampler, SamplingConfig
 from .tuning import (TYPICAL_FRAMES, BatchChoice, TuningRecord, choose_batch, choose_mixed_policy, measure_batches,
-                     tuning_key)
+                     stand_in_inputs, tuning_key)
 
 __all__ = ["Engine", "EngineConfig", "SynthesisParams", "Reference", "Cancelled", "crossfade", "SAMPLE_RATE"]
 
@@ -82,6 +82,7 @@ class _Chunk:
     text: torch.Tensor  # token ids of reference text + chunk text
     frames: int  # frames to sample: reference + generated
     skip: int  # frames cut from the front of the output (the reference, as F5-TTS counts it)
+    voice: str  # Reference.key: chunks of one request share their reference's mel
     seed: int
     gain: float  # brings the output back to the reference's loudness
     config: SamplingConfig
@@ -212,15 +213,18 @@ class Engine:
         frames = min(-(-frames // self.frame_bucket) * self.frame_bucket, MAX_FRAMES)
         config = SamplingConfig(steps=params.nfe_step, cfg_strength=params.cfg_strength,
                                 sway_sampling_coef=params.sway_sampling_coef)
-        return _Chunk(audio, ids, frames, skip, seed, gain, config)
+        return _Chunk(audio, ids, frames, skip, reference.key, seed, gain, config)
 
     def _run_batch(self, chunks: list[_Chunk]) -> list[np.ndarray | BaseException]:
         """On the batcher's thread: reference mels, one sampling call, then the vocoder per chunk."""
         with torch.inference_mode():
+            mels_by_voice: dict[str, torch.Tensor] = {}
             requests = []
             for chunk in chunks:
-                mel = self.model.mel_spec(chunk.audio.to(self.device)).permute(0, 2, 1)[0]
-                requests.append(SampleRequest(mel.to(self.dtype), chunk.text, chunk.frames, chunk.seed))
+                if chunk.voice not in mels_by_voice:
+                    mel = self.model.mel_spec(chunk.audio.to(self.device)).permute(0, 2, 1)[0]
+                    mels_by_voice[chunk.voice] = mel.to(self.dtype)
+                requests.append(SampleRequest(mels_by_voice[chunk.voice], chunk.text, chunk.frames, chunk.seed))
             mels = self.sampler.sample(requests, chunks[0].config)
             outcomes: list[np.ndarray | BaseException] = []
             for chunk, mel in zip(chunks, mels):
@@ -315,12 +319,9 @@ class Engine:
                          key=lambda frames: abs(frames - centre))[: self.sampler.max_graphs // 2]
         pending = iter(lengths)
         started = time.monotonic()
-        inputs: list = []
+        inputs = stand_in_inputs(self.model.num_channels, self.device, self.dtype)
 
         def next_length() -> bool:
-            if not inputs:
-                inputs.extend([torch.randn(469, self.model.num_channels, device=self.device, dtype=self.dtype),
-                               torch.randint(1, 100, (160,))])
             frames = next(pending, None)
             if frames is None:
                 event(log, "step graphs prepared", phase="engine.prewarm", lengths=len(lengths),
@@ -336,8 +337,7 @@ class Engine:
 
     def _measure(self) -> TuningRecord:
         """On the batcher's thread: the mixed-length policy, then batch sizes."""
-        cond = torch.randn(469, self.model.num_channels, device=self.device, dtype=self.dtype)
-        text = torch.randint(1, 100, (160,))
+        cond, text = stand_in_inputs(self.model.num_channels, self.device, self.dtype)
         policy = choose_mixed_policy(self.sampler, cond, text)
         timings = measure_batches(self.sampler, cond, text, mixed=not self.sampler.split_mixed)
         free, _total = torch.cuda.mem_get_info()

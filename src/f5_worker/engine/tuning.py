@@ -97,6 +97,19 @@ def choose_batch(timings: list[BatchTiming], free_bytes: int, *, share: float = 
     return BatchChoice(chosen.batch, why, tuple(timings))
 
 
+def stand_in_inputs(n_mels: int, device, dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """A reference mel and token ids shaped like a typical request's (5 s, 160 tokens), for measuring."""
+    return torch.randn(469, n_mels, device=device, dtype=dtype), torch.randint(1, 100, (160,))
+
+
+def _around_typical(cond, text, batch: int, spread: float) -> list:
+    """``batch`` requests with lengths spread evenly over +-spread/2 around the typical request."""
+    from .sampler import SampleRequest
+
+    return [SampleRequest(cond, text, int(TYPICAL_FRAMES * (1 - spread / 2 + spread * i / max(batch - 1, 1))), i)
+            for i in range(batch)]
+
+
 def measure_batches(sampler, cond: torch.Tensor, text: torch.Tensor, *, mixed: bool, steps: int = 2,
                     candidates: tuple[int, ...] = CANDIDATES, limit_s: float = 20.0) -> list[BatchTiming]:
     """Time ``steps`` sampler steps per candidate batch size, on the sampler's device (run it on the GPU thread).
@@ -104,16 +117,13 @@ def measure_batches(sampler, cond: torch.Tensor, text: torch.Tensor, *, mixed: b
     ``mixed``: requests of different lengths (for masked batches); else of one length (what batches
     hold when the sampler splits mixed lengths into equal-length groups).
     """
-    from .sampler import SampleRequest, SamplingConfig
+    from .sampler import SamplingConfig
 
     config = SamplingConfig(steps=steps)
     timings: list[BatchTiming] = []
     started = time.monotonic()
     for batch in candidates:
-        # Mixed: lengths spread +-20% around the typical request, as concurrent requests are.
-        spread = 0.4 if mixed else 0.0
-        requests = [SampleRequest(cond, text, int(TYPICAL_FRAMES * (1 - spread / 2 + spread * i / max(batch - 1, 1))), i)
-                    for i in range(batch)]
+        requests = _around_typical(cond, text, batch, spread=0.4 if mixed else 0.0)
         try:
             sampler.sample(requests, config)  # kernel selection, allocator growth
             torch.cuda.synchronize()
@@ -137,13 +147,13 @@ def measure_batches(sampler, cond: torch.Tensor, text: torch.Tensor, *, mixed: b
 def choose_mixed_policy(sampler, cond: torch.Tensor, text: torch.Tensor, *, batch: int = 8, steps: int = 2) -> str:
     """Time one batch of requests of different lengths run masked, and run as equal-length groups
     (CUDA graphs); leave the sampler on the faster way and say why."""
-    from .sampler import SampleRequest, SamplingConfig
+    from .sampler import SamplingConfig
 
     if not sampler.cuda_graphs:
         sampler.split_mixed = False
         return "masked batches: no CUDA graphs on this device"
     config = SamplingConfig(steps=steps)
-    requests = [SampleRequest(cond, text, int(TYPICAL_FRAMES * (0.8 + 0.4 * i / (batch - 1))), i) for i in range(batch)]
+    requests = _around_typical(cond, text, batch, spread=0.4)
     seconds = {}
     for split in (False, True):
         sampler.split_mixed = split
