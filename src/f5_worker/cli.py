@@ -58,8 +58,7 @@ def _verdict_text(verdict) -> str:
         head = f"flash-attn {verdict.version} active ({'warm: published install' if verdict.warm else verdict.source})"
     else:
         head = f"PyTorch SDPA: {verdict.reason}"
-    modes = ", ".join(f"{m}: {b['backend']} ({b['why']})" for m, b in verdict.backends.items())
-    return f"{head}\nbackends: {modes}\ntook {verdict.seconds:.2f} s"
+    return f"{head}\nattention: {verdict.attention}\ntook {verdict.seconds:.2f} s"
 
 
 def cmd_resolve(args, settings: Settings) -> int:
@@ -89,7 +88,7 @@ def cmd_install(args, settings: Settings) -> int:
 def cmd_init(args, settings: Settings) -> int:
     from . import bootstrap
 
-    _, report = bootstrap.run(settings)
+    _, report = bootstrap.run(settings)  # every step in the foreground: this command is the bootstrap alone
     data = report.to_json()
     text = f"volume: {report.volume}\n" + "".join(f"warning: {w}\n" for w in report.warnings)
     text += _verdict_text(report.flash_attn) if report.flash_attn else ""
@@ -98,28 +97,46 @@ def cmd_init(args, settings: Settings) -> int:
 
 
 def cmd_serve(args, settings: Settings) -> int:
-    from .worker import start
+    """Listen at once (``/health`` says "initialising"), load on a thread, serve when ready."""
+    import threading
 
-    worker = start(settings)  # first: nothing may import F5-TTS (or flash_attn) before the bootstrap
     import uvicorn
 
     from .serving.api import build_app
+    from .worker import Worker
 
-    print(f"f5-worker: serving {worker.service.engine.info()['model']} on http://{args.host}:{args.port} "
-          f"(POST /runsync, /run, /v1/audio/speech; GET /health)", file=sys.stderr, flush=True)
+    worker = Worker(settings)  # constructing it imports nothing heavy: the load does, after the bootstrap
+    server = uvicorn.Server(uvicorn.Config(build_app(worker), host=args.host, port=args.port, log_level="warning",
+                                           timeout_graceful_shutdown=settings.shutdown_timeout_s))
+
+    def load() -> None:
+        try:
+            worker.load()
+        except (ConfigError, F5WorkerError):
+            server.should_exit = True  # main() prints the reason below
+        except BaseException:
+            log.get_logger("worker").exception("the worker failed to load", extra={"phase": "worker.load"})
+            server.should_exit = True
+        else:
+            print(f"f5-worker: serving {worker.engine.info()['model']} on http://{args.host}:{args.port} "
+                  f"(POST /runsync, /run, /v1/audio/speech; GET /health)", file=sys.stderr, flush=True)
+
+    threading.Thread(target=load, name="f5-worker-load", daemon=True).start()
     # On SIGTERM uvicorn stops accepting, finishes the requests in flight (at most shutdown_timeout_s), exits.
-    uvicorn.run(build_app(worker), host=args.host, port=args.port, log_level="warning",
-                timeout_graceful_shutdown=settings.shutdown_timeout_s)
+    server.run()
+    if worker.state == "failed":
+        print(f"f5-worker: error: {worker.error}", file=sys.stderr)
+        return 2
     return 0
 
 
 def cmd_runpod(args, settings: Settings) -> int:
     from .worker import start
 
-    worker = start(settings)  # first: nothing may import F5-TTS (or flash_attn) before the bootstrap
+    worker = start(settings)
     from .serving.handler import serve_runpod
 
-    serve_runpod(worker.service, worker.settings.streaming, worker.concurrency)
+    serve_runpod(worker.service, worker.settings.streaming, lambda: worker.concurrency)
     return 0
 
 

@@ -1,19 +1,32 @@
-"""The worker, assembled: bootstrap, engine with the verified attention backend, warm-up, service.
+"""The worker, assembled: bootstrap, engine, service; ready first, optimised in the background.
 
-``start(settings)`` is what both entry points run before serving: the RunPod handler
-(``f5-worker runpod``) and the local HTTP API (``f5-worker serve``).
+``Worker.load()`` is what both entry points run before serving (``f5-worker runpod``
+blocks on it; ``f5-worker serve`` listens first and runs it on a thread). It serves as
+soon as the model can answer, with the verified-safe defaults: SDPA (or the flash-attn
+install an earlier start published and verified) and a default batch size. What only
+makes the worker faster finishes afterwards and is switched in between batches:
+
+- ``flash_attn``: finding, fetching and verifying a wheel on a new volume (a thread);
+- ``tuning`` and ``graphs``: measuring the batch size and capturing step graphs (the
+  engine's GPU thread, whenever no request waits).
+
+``health()`` says what is active and what is still pending.
 """
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass
+import logging
+import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 
-from . import bootstrap
+from . import __version__, bootstrap
 from .bootstrap import Report
 from .errors import ModelUnavailable
-from .log import get_logger, phase
+from .log import event, get_logger, phase
+from .runtime import probe
+from .runtime.fingerprint import Fingerprint
 from .settings import TINY_RANDOM, Settings
 
 __all__ = ["Worker", "start"]
@@ -21,73 +34,127 @@ __all__ = ["Worker", "start"]
 log = get_logger("worker")
 
 
-@dataclass
 class Worker:
-    settings: Settings
-    report: Report
-    service: object  # serving.service.Service (imported after the bootstrap: it imports F5-TTS)
+    def __init__(self, settings: Settings, *, detect: Callable[[bool], Fingerprint] = probe.detect):
+        self.settings = settings
+        self.version = __version__
+        self.started = time.monotonic()
+        self.state = "initialising"  # -> "ready" | "failed"
+        self.error: str | None = None
+        self.report: Report | None = None
+        self.service = None  # serving.service.Service, once loaded
+        self.background: threading.Thread | None = None  # the deferred flash-attn step, if any
+        self._detect = detect
+        self._loaded = threading.Event()  # the engine exists (ready or not yet warmed up)
+
+    @property
+    def engine(self):
+        return self.service.engine if self.service else None
 
     @property
     def concurrency(self) -> int:
-        """Jobs to take at once: as configured, else as many as the engine batches."""
-        return self.settings.concurrency or self.service.engine.batcher.max_batch
+        """Jobs to take at once: as configured, else as many as the engine batches (it may grow once tuned)."""
+        return self.settings.concurrency or (self.engine.batcher.max_batch if self.engine else 1)
 
     def health(self) -> dict:
-        verdict = self.report.flash_attn
+        report, engine = self.report, self.engine
+        verdict = report.flash_attn if report else None
+        pending = list(report.pending if report else []) + list(engine.pending if engine else [])
         return {
-            "status": "ready",
-            "engine": self.service.engine.info(),
+            "status": self.state,
+            **({"error": self.error} if self.error else {}),
+            "engine": engine.info() if engine else None,
+            "attention": engine.attention.to_json() if engine else None,  # what runs now
+            "pending": pending,  # what is still being found, verified, measured or captured
             "concurrency": self.concurrency,
             "flash_attn": {"backend": verdict.backend, "reason": verdict.reason, "version": verdict.version,
-                           "backends": verdict.backends} if verdict else None,
-            "warnings": self.report.warnings,
-            "bootstrap_seconds": self.report.seconds,
+                           "warm": verdict.warm} if verdict else None,
+            "warnings": report.warnings if report else [],
+            "bootstrap_seconds": report.seconds if report else {},
+            "uptime_s": round(time.monotonic() - self.started, 3),
         }
+
+    # -- loading -------------------------------------------------------------------
+
+    def load(self, *, warm_up: bool = True) -> Worker:
+        """Bootstrap, build the engine, warm it up: then ready. Raises (and says why in ``health``) on failure."""
+        try:
+            self._load(warm_up)
+        except BaseException as exc:
+            self.state, self.error = "failed", str(exc) or type(exc).__name__
+            self._loaded.set()
+            raise
+        return self
+
+    def _load(self, warm_up: bool) -> None:
+        settings, report = bootstrap.run(self.settings, defer_flash_attn=True, detect=self._detect)
+        self.settings, self.report = settings, report
+        if "flash_attn" in report.pending:
+            # Started now, so fetching and verifying overlap the model's load; it switches the engine once both are done.
+            self.background = threading.Thread(target=self._finish_flash_attn, name="f5-worker-flash-attn", daemon=True)
+            self.background.start()
+
+        # Only now may the engine import torch's attention paths: a published flash_attn is on sys.path.
+        from .engine.engine import Engine, EngineConfig
+        from .engine.models import ModelFiles
+        from .serving.request import Limits
+        from .serving.service import Service, ServiceConfig
+
+        if settings.model == TINY_RANDOM:
+            files = ModelFiles()
+        else:
+            report.model_files.raise_if_failed()
+            files = ModelFiles(**{role: Path(path) for role, path in report.model_files.paths.items()})
+            if None in (files.checkpoint, files.vocab, files.vocoder_config, files.vocoder_weights):
+                # Never fall through to random weights for a real model.
+                raise ModelUnavailable([f"model step returned no path for one of {sorted(report.model_files.paths)}"])
+        with phase(log, "engine.load"):
+            engine = Engine(EngineConfig(model=settings.model, files=files, attention=report.flash_attn.attention,
+                                         max_batch=settings.max_batch, batch_window_s=settings.batch_window_ms / 1000))
+        limits = Limits(max_text_chars=settings.max_text_chars, max_ref_bytes=settings.max_ref_bytes,
+                        max_ref_seconds=settings.max_ref_seconds, max_output_seconds=settings.max_output_seconds,
+                        download_timeout_s=settings.ref_download_timeout_s)
+        self.service = Service(engine, ServiceConfig(voices_dir=settings.voices, limits=limits,
+                                                     ref_allow_http=settings.ref_allow_http, upload=_uploader()))
+        self._loaded.set()
+        if warm_up:
+            report.seconds["warm_up"] = engine.warm_up()
+            engine.start_background(self.tuning_dir)
+        self.state = "ready"
+        event(log, "worker ready", phase="worker.ready", since_start_s=round(time.monotonic() - self.started, 3),
+              attention=str(engine.attention), pending=self.health()["pending"])
+
+    @property
+    def tuning_dir(self) -> Path:
+        return self.settings.root / "cache" / "tuning"
+
+    def _finish_flash_attn(self) -> None:
+        try:
+            verdict = bootstrap.finish_flash_attn(self.settings, self.report, detect=self._detect)
+            self._loaded.wait()
+            engine = self.engine
+            if engine is not None and verdict.active and verdict.attention != engine.attention:
+                engine.use_attention(verdict.attention, self.tuning_dir)
+        except Exception as exc:  # noqa: BLE001  the worker keeps serving on SDPA
+            event(log, "flash_attn background step failed", phase="flash_attn.background", level=logging.WARNING,
+                  error=f"{type(exc).__name__}: {exc}")
 
 
 def _uploader():
     """RunPod's bucket upload, when the operator configured a bucket the way the SDK expects."""
+    import os
+
     if not os.environ.get("BUCKET_ENDPOINT_URL"):
         return None
-    from runpod.serverless.utils import rp_upload
 
-    return lambda name, data: rp_upload.upload_in_memory_object(name, data, prefix="f5-worker")
+    def upload(name: str, data: bytes) -> str:
+        from runpod.serverless.utils import rp_upload  # the SDK is imported where it is used
+
+        return rp_upload.upload_in_memory_object(name, data, prefix="f5-worker")
+
+    return upload
 
 
-def start(settings: Settings, *, warm_up: bool = True) -> Worker:
-    settings, report = bootstrap.run(settings)
-
-    # Only now may F5-TTS be imported: flash_attn, if any, is verified and on sys.path.
-    from .engine.engine import Engine, EngineConfig
-    from .engine.models import ModelFiles
-    from .serving.request import Limits
-    from .serving.service import Service, ServiceConfig
-
-    if settings.model == TINY_RANDOM:
-        files = ModelFiles()
-    else:
-        report.model_files.raise_if_failed()
-        files = ModelFiles(**{role: Path(path) for role, path in report.model_files.paths.items()})
-        if None in (files.checkpoint, files.vocab, files.vocoder_config, files.vocoder_weights):
-            # Never fall through to random weights for a real model.
-            raise ModelUnavailable([f"model step returned no path for one of {sorted(report.model_files.paths)}"])
-    backends = report.flash_attn.backends if report.flash_attn else {}
-
-    def attn_backend(mode: str) -> str:  # the verdict names "sdpa" what F5-TTS calls "torch"
-        return "flash_attn" if backends.get(mode, {}).get("backend") == "flash_attn" else "torch"
-
-    with phase(log, "engine.load"):
-        engine = Engine(EngineConfig(model=settings.model, files=files, attn_backend=attn_backend("single"),
-                                     batch_attn_backend=attn_backend("batch"), max_batch=settings.max_batch,
-                                     batch_window_s=settings.batch_window_ms / 1000))
-    if warm_up:
-        report.seconds["warm_up"] = engine.warm_up()
-        with phase(log, "engine.tune"):
-            engine.tune(settings.root / "cache" / "tuning")
-        engine.prewarm()  # in the background, whenever no request is waiting
-    limits = Limits(max_text_chars=settings.max_text_chars, max_ref_bytes=settings.max_ref_bytes,
-                    max_ref_seconds=settings.max_ref_seconds, max_output_seconds=settings.max_output_seconds,
-                    download_timeout_s=settings.ref_download_timeout_s)
-    service = Service(engine, ServiceConfig(voices_dir=settings.voices, limits=limits,
-                                            ref_allow_http=settings.ref_allow_http, upload=_uploader()))
-    return Worker(settings, report, service)
+def start(settings: Settings, *, warm_up: bool = True, detect: Callable[[bool], Fingerprint] = probe.detect) -> Worker:
+    """A loaded, ready worker (its background work goes on)."""
+    return Worker(settings, detect=detect).load(warm_up=warm_up)

@@ -121,7 +121,7 @@ class TestAttentionBackend:
         engine.synthesize(voice, "Count the attention calls.", SynthesisParams(seed=1, nfe_step=4))
         # 2 layers x 4 steps x (conditional + unconditional in one batch) at least
         assert len(calls) >= 2 * 4
-        assert engine.info()["attn_backend"] == "torch"
+        assert engine.info()["attention"]["single"] == engine.info()["attention"]["batch"] == "sdpa"
 
     def test_flash_attn_backend_runs_flash_attn(self, tmp_path):
         """In a fresh process with a stand-in flash_attn on sys.path (as the bootstrap activates one), an
@@ -178,7 +178,8 @@ import flash_attn
 sdpa = []
 real = F.scaled_dot_product_attention
 F.scaled_dot_product_attention = lambda *a, **k: sdpa.append(1) or real(*a, **k)
-engine = Engine(EngineConfig(model="tiny-random", attn_backend="flash_attn", batch_attn_backend="flash_attn", device="cpu"))
+from f5_worker.attention_choice import AttentionChoice
+engine = Engine(EngineConfig(model="tiny-random", attention=AttentionChoice("flash_attn", "flash_attn", "test", "test"), device="cpu"))
 import collections
 import numpy as np
 voice = engine.reference((0.1 * np.random.default_rng(0).standard_normal(48000)).astype(np.float32), "Reference words")
@@ -208,7 +209,9 @@ def test_frame_bucket_rounds_generated_lengths_up():
 
 
 def test_prewarm_plans_nothing_without_cuda_graphs(engine):
-    assert engine.prewarm() == 0 and engine.batcher.idle is None
+    assert engine.prewarm_lengths() == []
+    engine.start_background()
+    assert engine.batcher.idle is None and engine.pending == ()
 
 
 def test_prewarm_prepares_lengths_nearest_a_typical_request_first(monkeypatch):
@@ -219,12 +222,13 @@ def test_prewarm_prepares_lengths_nearest_a_typical_request_first(monkeypatch):
     monkeypatch.setattr(bucketed.sampler, "cuda_graphs", True)  # as on a GPU; sampling itself is recorded
     monkeypatch.setattr(bucketed.sampler, "max_graphs", 128)
     monkeypatch.setattr(bucketed.sampler, "sample", lambda requests, config: seen.append(requests[0].frames))
-    planned = bucketed.prewarm()
+    bucketed.start_background()
     for _ in range(1000):
         if bucketed.batcher.idle is None:
             break
         threading.Event().wait(0.01)
-    assert planned == len(seen) == bucketed.sampler.max_graphs // 2
+    assert len(seen) == bucketed.sampler.max_graphs // 2 == len(bucketed.prewarm_lengths())
     assert seen[0] == 1408 and all(f % 16 == 0 for f in seen)
     assert [abs(f - 1408) for f in seen] == sorted(abs(f - 1408) for f in seen)
+    assert bucketed.pending == ()
     bucketed.close()

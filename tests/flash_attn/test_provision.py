@@ -178,7 +178,7 @@ def test_every_candidate_failing_falls_back_to_sdpa_with_each_reason(httpserver,
     assert verdict.backend == "sdpa"
     assert verdict.reason.startswith("every candidate failed")
     assert verdict.reason.count("HTTP 404") == 3
-    assert verdict.backends["single"]["backend"] == verdict.backends["batch"]["backend"] == "sdpa"
+    assert verdict.attention.single == verdict.attention.batch == "sdpa"
 
 
 def test_require_turns_fallback_into_a_startup_error(httpserver, make_settings):

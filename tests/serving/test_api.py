@@ -66,10 +66,18 @@ def server(tmp_path_factory):
 
 
 def test_health_reports_the_bootstrap_verdict(server):
-    _, health = server
+    base, health = server
     assert health["status"] == "ready"
     assert health["engine"]["model"] == "tiny-random" and health["engine"]["random_weights"] is True
+    deadline = time.monotonic() + 60
+    while health["pending"] and time.monotonic() < deadline:  # flash-attn is decided in the background
+        time.sleep(0.2)
+        with urllib.request.urlopen(f"{base}/health", timeout=5) as response:
+            health = json.load(response)
+    assert health["pending"] == []
     assert health["flash_attn"]["backend"] == "sdpa" and "no CUDA GPU" in health["flash_attn"]["reason"]
+    assert health["attention"] == {"single": "sdpa", "batch": "sdpa", "single_why": health["flash_attn"]["reason"],
+                                   "batch_why": health["flash_attn"]["reason"]}
 
 
 def test_openai_client_speech(server):

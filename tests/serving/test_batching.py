@@ -91,7 +91,8 @@ def test_concurrency_defaults_to_the_batch_size(service):
     from f5_worker.settings import Settings
     from f5_worker.worker import Worker
 
-    worker = Worker(Settings.from_env({}, volume=service.config.voices_dir), report=None, service=service)
+    worker = Worker(Settings.from_env({}, volume=service.config.voices_dir))
+    worker.service = service
     assert worker.concurrency == service.engine.batcher.max_batch == 8
 
 

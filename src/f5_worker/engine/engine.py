@@ -15,6 +15,7 @@ import hashlib
 import logging
 import random
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import CancelledError, Future, TimeoutError
 from dataclasses import asdict, dataclass
@@ -23,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..attention_choice import SDPA, AttentionChoice
 from ..log import event, get_logger
 from . import f5lib
 from .batcher import Batcher
@@ -38,6 +40,7 @@ log = get_logger("engine")
 WINDOW_S = 22.0
 PREWARM_SPAN_FRAMES = 512  # lengths prepared ahead: +-5.5 s around a typical request (5 s reference + 10 s)
 CPU_BATCH = 4  # with no GPU to measure, a small batch: the CPU gains little from batching
+DEFAULT_GPU_BATCH = 8  # until measured: the best batch on the H100 and H200 (BENCHMARKS.md, ## Throughput)
 TARGET_RMS = 0.1  # infer_batch_process raises quieter references to this loudness, and lowers the output back
 MAX_FRAMES = 65536  # CFM.sample's cap on one sample's length
 
@@ -50,11 +53,10 @@ class Cancelled(Exception):
 class EngineConfig:
     model: str = "F5TTS_v1_Base"  # or "tiny-random"
     files: ModelFiles = ModelFiles()
-    # "torch" (SDPA) | "flash_attn", per serving mode, as the bootstrap measured them:
-    attn_backend: str = "torch"  # requests of one length, no mask
-    batch_attn_backend: str = "torch"  # batches of mixed lengths, masked
+    # The kernels the bootstrap verified (and measured); ``use_attention`` switches to another later.
+    attention: AttentionChoice = AttentionChoice.sdpa("the default until flash-attn is verified")
     device: str | None = None  # None: cuda when available
-    max_batch: int = 0  # chunks sampled together at most; 0: measured on CUDA by tune(), 4 on the CPU
+    max_batch: int = 0  # chunks sampled together at most; 0: DEFAULT_GPU_BATCH on CUDA until measured, 4 on the CPU
     batch_window_s: float = 0.005  # how long a lone chunk waits for company
     max_batch_frames: int = 64 * 2048  # frames sampled together at most (bounds memory)
     cuda_graphs: bool = True
@@ -131,21 +133,24 @@ class Engine:
         self.config = config
         self.device = config.device or ("cuda" if torch.cuda.is_available() else "cpu")
         started = time.monotonic()
-        self.model = build_model(config.model, config.files, attn_backend=config.attn_backend,
+        self.model = build_model(config.model, config.files, attn_backend="torch",
                                  attn_mask_enabled=False, device=self.device)
         self.vocoder = build_vocoder(config.model, config.files, device=self.device)
         self.dtype = next(self.model.parameters()).dtype
-        self.sampler = Sampler(self.model, backends={"single": config.attn_backend, "batch": config.batch_attn_backend},
-                               cuda_graphs=config.cuda_graphs)
-        self.batcher = Batcher(self._run_batch, max_batch=config.max_batch or CPU_BATCH, window_s=config.batch_window_s,
-                               max_size=config.max_batch_frames)
+        self.attention = config.attention
+        self.sampler = Sampler(self.model, backends=_sampler_backends(config.attention), cuda_graphs=config.cuda_graphs)
+        default_batch = DEFAULT_GPU_BATCH if self.device.startswith("cuda") else CPU_BATCH
+        self.batcher = Batcher(self._run_batch, max_batch=config.max_batch or default_batch,
+                               window_s=config.batch_window_s, max_size=config.max_batch_frames)
         self.batch_choice = BatchChoice(self.batcher.max_batch, "configured" if config.max_batch else "default")
+        self._background: deque[tuple[str, Iterator]] = deque()  # owned by the batcher's thread
+        self.pending: tuple[str, ...] = ()  # names of the background tasks not finished yet
         self.mixed_policy = "equal-length groups" if self.sampler.split_mixed else "masked batches"
         self.frame_bucket = config.frame_bucket or (16 if self.sampler.cuda_graphs else 1)
         self.load_seconds = round(time.monotonic() - started, 3)
         event(log, "engine loaded", phase="engine.load", model=config.model, device=self.device,
-              dtype=str(self.dtype), attn_backend=config.attn_backend, batch_attn_backend=config.batch_attn_backend,
-              max_batch=config.max_batch, duration_ms=self.load_seconds * 1000)
+              dtype=str(self.dtype), attention=str(config.attention), max_batch=self.batcher.max_batch,
+              duration_ms=self.load_seconds * 1000)
 
     @property
     def random_weights(self) -> bool:
@@ -157,14 +162,14 @@ class Engine:
             "random_weights": self.random_weights,
             "device": self.device,
             "dtype": str(self.dtype).removeprefix("torch."),
-            "attn_backend": self.config.attn_backend,
-            "batch_attn_backend": self.config.batch_attn_backend,
+            "attention": self.attention.to_json(),
             "max_batch": self.batcher.max_batch,
             "max_batch_why": self.batch_choice.why,
             "mixed_lengths": self.mixed_policy,
             "frame_bucket": self.frame_bucket,
             "sample_rate": SAMPLE_RATE,
             "load_seconds": self.load_seconds,
+            "pending": list(self.pending),
         }
 
     def close(self, timeout: float | None = None) -> None:
@@ -273,79 +278,130 @@ class Engine:
         event(log, "engine warmed up", phase="engine.warm_up", duration_ms=seconds * 1000)
         return seconds
 
-    def tune(self, cache_dir: Path | None = None) -> BatchChoice:
-        """On a GPU: measure how to run requests of different lengths, and (max_batch 0: auto) how many to
-        batch; or reuse what an earlier start measured on the same kind of machine (kept in ``cache_dir``)."""
-        if self.device == "cpu":
-            return self.batch_choice
+    # -- background work: what only makes the worker faster ----------------------------
+
+    def start_background(self, cache_dir: Path | None = None) -> None:
+        """Tune and prepare step graphs on the GPU thread whenever no request waits; serve meanwhile.
+
+        What an earlier start on the same kind of machine measured (kept in ``cache_dir``) applies at
+        once; otherwise the worker serves with the default batch while it measures ("tuning" in
+        ``pending``), then captures the step graphs of likely lengths ("graphs"). A request waits at
+        most for the one measurement or capture under way. Call from any thread but the batcher's.
+        """
+        tasks: list[tuple[str, Iterator]] = []
+        if self.device.startswith("cuda"):
+            path = cache_dir / f"{self._tuning_key()}.json" if cache_dir else None
+            record = TuningRecord.load(path) if path else None
+            if record is not None:
+                self.batcher.call(lambda: self._apply_tuning(record, reused=True))
+            else:
+                tasks.append(("tuning", self._tune(path)))
+        if self.sampler.cuda_graphs:
+            tasks.append(("graphs", self._prewarm()))
+
+        def schedule():  # on the batcher's thread: never while a piece of older background work runs
+            self._background = deque(tasks)
+            self.pending = tuple(name for name, _ in tasks)
+
+        self.batcher.call(schedule)
+        self.batcher.set_idle(self._background_step if tasks else None)
+
+    def use_attention(self, choice: AttentionChoice, cache_dir: Path | None = None) -> None:
+        """Run later batches with ``choice``: switched between batches, never inside one. Step graphs
+        captured for the old kernels are dropped, and tuning (keyed by the kernels) is redone or reused."""
+        started = time.monotonic()
+
+        def switch():
+            self.sampler.set_backends(_sampler_backends(choice))
+            self.attention = choice
+
+        self.batcher.call(switch)
+        event(log, "attention switched", phase="engine.switch", attention=str(choice),
+              duration_ms=round((time.monotonic() - started) * 1000, 1))
+        self.start_background(cache_dir)
+
+    def _background_step(self) -> bool:
+        """One piece of background work (the batcher's idle hook); False when none is left."""
+        while self._background:
+            name, task = self._background[0]
+            try:
+                next(task)
+                return True
+            except StopIteration:
+                pass
+            except Exception as exc:  # noqa: BLE001  background work is optional; serving is not
+                event(log, "background work stopped", phase=f"engine.{name}", error=f"{type(exc).__name__}: {exc}",
+                      level=logging.WARNING)
+            self._background.popleft()
+            self.pending = tuple(n for n, _ in self._background)
+        return False
+
+    def _tuning_key(self) -> str:
         from .. import __version__
 
+        return tuning_key(gpu=torch.cuda.get_device_name(), memory=torch.cuda.get_device_properties(0).total_memory,
+                          torch=torch.__version__, worker=__version__, model=self.config.model,
+                          single=self.attention.single, batch=self.attention.batch,
+                          graphs=self.sampler.cuda_graphs, bucket=self.frame_bucket)
+
+    def _tune(self, path: Path | None) -> Iterator[None]:
+        """Measure how to run requests of different lengths, and (max_batch auto) how many to batch."""
         started = time.monotonic()
-        key = tuning_key(gpu=torch.cuda.get_device_name(), memory=torch.cuda.get_device_properties(0).total_memory,
-                         torch=torch.__version__, worker=__version__, model=self.config.model,
-                         single=self.config.attn_backend, batch=self.config.batch_attn_backend,
-                         graphs=self.sampler.cuda_graphs, bucket=self.frame_bucket)
-        path = cache_dir / f"{key}.json" if cache_dir else None
-        record = TuningRecord.load(path) if path else None
-        reused = record is not None
-        if record is None:
-            record = self.batcher.call(self._measure)
-            if path:
-                try:
-                    record.save(path)
-                except OSError as exc:  # a read-only or full volume: measure again next start
-                    event(log, "tuning not kept", phase="engine.tune", error=str(exc), level=logging.WARNING)
+        cond, text = stand_in_inputs(self.model.num_channels, self.device, self.dtype)
+        policy = yield from choose_mixed_policy(self.sampler, cond, text)
+        timings = yield from measure_batches(self.sampler, cond, text, mixed=not self.sampler.split_mixed)
+        free, _total = torch.cuda.mem_get_info()
+        choice = choose_batch(timings, free + torch.cuda.memory_reserved())
+        record = TuningRecord(choice.batch, choice.why, self.sampler.split_mixed, policy)
+        if path:
+            try:
+                record.save(path)
+            except OSError as exc:  # a read-only or full volume: measure again next start
+                event(log, "tuning not kept", phase="engine.tune", error=str(exc), level=logging.WARNING)
+        self._apply_tuning(record, reused=False, started=started)
+
+    def _apply_tuning(self, record: TuningRecord, *, reused: bool, started: float | None = None) -> None:
         self.sampler.split_mixed, self.mixed_policy = record.split_mixed, record.mixed_policy
         if not self.config.max_batch:
             self.batch_choice = BatchChoice(record.batch, record.batch_why)
             self.batcher.max_batch = record.batch
         event(log, "engine tuned", phase="engine.tune", max_batch=self.batcher.max_batch, why=self.batch_choice.why,
               mixed_lengths=self.mixed_policy, reused=reused,
-              duration_ms=round((time.monotonic() - started) * 1000, 1))
-        return self.batch_choice
+              **({"duration_ms": round((time.monotonic() - started) * 1000, 1)} if started else {}))
 
-    def prewarm(self) -> int:
-        """While the GPU has nothing else to do, capture the step graphs of likely single-request lengths.
+    def prewarm_lengths(self) -> list[int]:
+        """The single-request lengths whose step graphs are captured ahead, nearest a typical request first.
 
         A length seen for the first time costs ~0.4 s more on an H100 (an eager step, cuDNN plans, the
-        capture: BENCHMARKS.md); this moves that cost off the first requests. Returns how many lengths
-        are planned (0 without CUDA graphs).
+        capture: BENCHMARKS.md); capturing them while idle moves that cost off the first requests.
         """
         if not self.sampler.cuda_graphs:
-            return 0
+            return []
         bucket = self.frame_bucket
         centre = round(TYPICAL_FRAMES / bucket) * bucket
-        lengths = sorted(range(centre - PREWARM_SPAN_FRAMES, centre + PREWARM_SPAN_FRAMES + 1, bucket),
-                         key=lambda frames: abs(frames - centre))[: self.sampler.max_graphs // 2]
-        pending = iter(lengths)
+        return sorted(range(centre - PREWARM_SPAN_FRAMES, centre + PREWARM_SPAN_FRAMES + 1, bucket),
+                      key=lambda frames: abs(frames - centre))[: self.sampler.max_graphs // 2]
+
+    def _prewarm(self) -> Iterator[None]:
+        lengths = self.prewarm_lengths()
         started = time.monotonic()
         inputs = stand_in_inputs(self.model.num_channels, self.device, self.dtype)
-
-        def next_length() -> bool:
-            frames = next(pending, None)
-            if frames is None:
-                event(log, "step graphs prepared", phase="engine.prewarm", lengths=len(lengths),
-                      duration_ms=round((time.monotonic() - started) * 1000, 1))
-                return False
+        for frames in lengths:
             if not self.sampler.has_graph(1, frames, SynthesisParams.cfg_strength):
                 self.sampler.sample([SampleRequest(inputs[0], inputs[1], frames, 0)],
                                     SamplingConfig(steps=1, cfg_strength=SynthesisParams.cfg_strength))
-            return True
-
-        self.batcher.set_idle(next_length)
-        return len(lengths)
-
-    def _measure(self) -> TuningRecord:
-        """On the batcher's thread: the mixed-length policy, then batch sizes."""
-        cond, text = stand_in_inputs(self.model.num_channels, self.device, self.dtype)
-        policy = choose_mixed_policy(self.sampler, cond, text)
-        timings = measure_batches(self.sampler, cond, text, mixed=not self.sampler.split_mixed)
-        free, _total = torch.cuda.mem_get_info()
-        choice = choose_batch(timings, free + torch.cuda.memory_reserved())
-        return TuningRecord(choice.batch, choice.why, self.sampler.split_mixed, policy)
+            yield
+        event(log, "step graphs prepared", phase="engine.prewarm", lengths=len(lengths),
+              duration_ms=round((time.monotonic() - started) * 1000, 1))
 
     def params_json(self, params: SynthesisParams) -> dict:
         return asdict(params)
+
+
+def _sampler_backends(choice: AttentionChoice) -> dict[str, str]:
+    """The sampler's switches, in F5-TTS's names for the kernels ("torch" is SDPA)."""
+    return {mode: "torch" if backend == SDPA else "flash_attn"
+            for mode, backend in (("single", choice.single), ("batch", choice.batch))}
 
 
 def _wait(future: Future, cancelled: Callable[[], bool] | None, what: str, poll_s: float = 0.05):

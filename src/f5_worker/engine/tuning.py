@@ -9,7 +9,8 @@ within ``memory_share`` of the GPU's free memory.
 
 The outcome is kept on the volume (``TuningRecord``), keyed by everything that could change it (GPU,
 torch, worker version, model, attention backends), so later cold starts on the same kind of machine
-reuse it instead of measuring again (~8 s on an H100).
+reuse it instead of measuring again (~8 s on an H100). Measuring never delays a request by more
+than one measurement: the functions are generators the GPU thread steps through while it is idle.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -111,42 +113,48 @@ def _around_typical(cond, text, batch: int, spread: float) -> list:
 
 
 def measure_batches(sampler, cond: torch.Tensor, text: torch.Tensor, *, mixed: bool, steps: int = 2,
-                    candidates: tuple[int, ...] = CANDIDATES, limit_s: float = 20.0) -> list[BatchTiming]:
+                    candidates: tuple[int, ...] = CANDIDATES, limit_s: float = 20.0) -> Iterator[None]:
     """Time ``steps`` sampler steps per candidate batch size, on the sampler's device (run it on the GPU thread).
 
-    ``mixed``: requests of different lengths (for masked batches); else of one length (what batches
-    hold when the sampler splits mixed lengths into equal-length groups).
+    A generator: it yields after each candidate, so the GPU thread can serve a request between two
+    measurements, and returns the timings (``yield from``). ``mixed``: requests of different lengths (for
+    masked batches); else of one length (what batches hold when the sampler splits mixed lengths).
     """
     from .sampler import SamplingConfig
 
     config = SamplingConfig(steps=steps)
     timings: list[BatchTiming] = []
-    started = time.monotonic()
+    spent = 0.0
     for batch in candidates:
         requests = _around_typical(cond, text, batch, spread=0.4 if mixed else 0.0)
+        began = time.monotonic()
         try:
-            sampler.sample(requests, config)  # kernel selection, allocator growth
+            sampler.sample(requests, config)  # kernel selection, allocator growth, graph capture
             torch.cuda.synchronize()
             base = torch.cuda.memory_allocated()
             torch.cuda.reset_peak_memory_stats()
-            began = time.perf_counter()
+            timed = time.perf_counter()
             sampler.sample(requests, config)
             torch.cuda.synchronize()
-            seconds = (time.perf_counter() - began) / steps
+            seconds = (time.perf_counter() - timed) / steps
         except torch.OutOfMemoryError:
             torch.cuda.empty_cache()
             break
         timings.append(BatchTiming(batch, seconds, torch.cuda.max_memory_allocated() - base))
         event(log, "batch measured", phase="engine.tune", batch=batch, ms_per_step=round(seconds * 1000, 2),
               peak_mib=round(timings[-1].peak_bytes / 2**20, 1))
-        if time.monotonic() - started > limit_s:
+        spent += time.monotonic() - began  # time on the GPU thread, not time spent waiting for a turn
+        if spent > limit_s:
             break
+        yield
     return timings
 
 
-def choose_mixed_policy(sampler, cond: torch.Tensor, text: torch.Tensor, *, batch: int = 8, steps: int = 2) -> str:
+def choose_mixed_policy(sampler, cond: torch.Tensor, text: torch.Tensor, *, batch: int = 8,
+                        steps: int = 2) -> Iterator[None]:
     """Time one batch of requests of different lengths run masked, and run as equal-length groups
-    (CUDA graphs); leave the sampler on the faster way and say why."""
+    (CUDA graphs); leave the sampler on the faster way and return why (``yield from``: it yields
+    between measurements, as ``measure_batches`` does)."""
     from .sampler import SamplingConfig
 
     if not sampler.cuda_graphs:
@@ -158,11 +166,14 @@ def choose_mixed_policy(sampler, cond: torch.Tensor, text: torch.Tensor, *, batc
     for split in (False, True):
         sampler.split_mixed = split
         sampler.sample(requests, config)  # graph capture, kernel selection
+        yield
+        sampler.split_mixed = split  # a request served in between may have seen the other setting: set it again
         torch.cuda.synchronize()
         began = time.perf_counter()
         sampler.sample(requests, config)
         torch.cuda.synchronize()
         seconds[split] = time.perf_counter() - began
+        yield
     sampler.split_mixed = seconds[True] < seconds[False]
     why = (f"{batch} requests of different lengths: {seconds[False] * 1000 / steps:.1f} ms per step masked "
            f"({sampler.backends['batch']}), {seconds[True] * 1000 / steps:.1f} ms as equal-length groups")

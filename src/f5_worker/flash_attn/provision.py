@@ -22,6 +22,7 @@ from pathlib import Path
 import httpx
 
 from .. import net
+from ..attention_choice import AttentionChoice
 from ..errors import ChecksumMismatch, CorruptWheel, F5WorkerError, FlashAttnRequired, VerificationFailed
 from ..fsutil import sweep_incomplete, write_json_atomic
 from ..lease import Lease
@@ -32,7 +33,7 @@ from ..settings import MAX_WHEEL_BYTES, Settings
 from . import install, sources
 from .resolver import Candidate, Plan, VersionRequest, check_environment, resolve
 
-__all__ = ["Verdict", "Attempt", "provision", "plan_for", "choose_backends"]
+__all__ = ["Verdict", "Attempt", "provision", "lookup_published", "plan_for"]
 
 log = get_logger("flash_attn")
 LEASE_WAIT_MAX_S = 1800.0
@@ -61,7 +62,8 @@ class Verdict:
     source: str | None = None
     site: str | None = None
     runtime_key: str | None = None
-    backends: dict = field(default_factory=dict)  # per mode: "single", "batch" -> backend, with why
+    # which kernel runs which kind of batch; what the engine is given
+    attention: AttentionChoice = field(default_factory=lambda: AttentionChoice.sdpa("flash-attn not decided"))
     verification: dict | None = None
     attempts: list[Attempt] = field(default_factory=list)
     plan: dict | None = None
@@ -75,34 +77,8 @@ class Verdict:
         return asdict(self)
 
 
-def choose_backends(timings_ms: dict | None) -> dict:
-    """Per serving mode, the faster verified backend, by the timings taken at verification.
-
-    Unmasked attention (one request) and masked attention (a batch of mixed
-    lengths) rank differently on the same GPU, so each mode is decided apart.
-    """
-    if not timings_ms:
-        return {
-            "single": {"backend": "flash_attn", "why": "verified; no GPU timings to compare"},
-            "batch": {"backend": "flash_attn", "why": "verified; no GPU timings to compare"},
-        }
-    fa, sdpa = timings_ms["dense_flash_attn"], timings_ms["dense_sdpa"]
-    varlen, masked = timings_ms["varlen_flash_attn"], timings_ms["masked_sdpa"]
-    return {
-        "single": {
-            "backend": "flash_attn" if fa < sdpa else "sdpa",
-            "why": f"dense attention: flash_attn {fa:.3f} ms vs SDPA {sdpa:.3f} ms",
-        },
-        "batch": {
-            "backend": "flash_attn" if varlen < masked else "sdpa",
-            "why": f"mixed-length batch: varlen flash_attn {varlen:.3f} ms vs masked SDPA {masked:.3f} ms",
-        },
-    }
-
-
 def _sdpa(settings: Settings, reason: str, **kw) -> Verdict:
-    backends = {mode: {"backend": "sdpa", "why": reason} for mode in ("single", "batch")}
-    return Verdict(mode=settings.flash_attn, backend="sdpa", reason=reason, backends=backends, **kw)
+    return Verdict(mode=settings.flash_attn, backend="sdpa", reason=reason, attention=AttentionChoice.sdpa(reason), **kw)
 
 
 def _active(settings: Settings, published: install.Published, **kw) -> Verdict:
@@ -115,7 +91,7 @@ def _active(settings: Settings, published: install.Published, **kw) -> Verdict:
         version=published.version,
         source=published.manifest.get("source"),
         site=str(published.site),
-        backends=choose_backends(verification.get("timings_ms")),
+        attention=AttentionChoice.from_timings(verification.get("timings_ms")),
         verification=verification,
         **kw,
     )
@@ -255,6 +231,40 @@ def provision(
     return verdict
 
 
+def lookup_published(settings: Settings, *, detect: Callable[[bool], Fingerprint] = probe.detect) -> Verdict | None:
+    """The warm start alone: activate the install an earlier start published for this runtime, if any.
+
+    No network, no pip, no torch import: cheap enough to run before serving. None when there is
+    nothing to activate (then ``provision`` does the cold start, which may run in the background);
+    the SDPA verdict when flash-attn is off. Never raises.
+    """
+    if settings.flash_attn == "off":
+        return _sdpa(settings, "flash-attn disabled by F5_WORKER_FLASH_ATTN=off")
+    start = time.monotonic()
+    try:
+        verdict = _activate_published(settings, detect(False).runtime_key())
+    except Exception as exc:  # the bootstrap must never take the worker down; the cold path will say more
+        event(log, "flash_attn warm lookup failed", phase="flash_attn.warm_lookup", error=f"{type(exc).__name__}: {exc}")
+        return None
+    if verdict is not None:
+        verdict.seconds = round(time.monotonic() - start, 3)
+        event(log, "flash_attn verdict", phase="flash_attn", backend=verdict.backend, reason=None,
+              wheel=verdict.wheel, warm=True, seconds=verdict.seconds)
+    return verdict
+
+
+def _activate_published(settings: Settings, key: str) -> Verdict | None:
+    request = VersionRequest.parse(settings.flash_attn_version)
+    layout = install.Layout(settings.root / "flash-attn")
+    with phase(log, "flash_attn.warm_lookup") as outcome:
+        published = [p for p in install.published_installs(layout.installs(key)) if request.allows(p.version)]
+        outcome.update(runtime_key=key, found=len(published))
+    if not published:
+        return None
+    install.activate(published[0].site)
+    return _active(settings, published[0], warm=True, runtime_key=key)
+
+
 def _provision(settings: Settings, detect: Callable[[bool], Fingerprint], http: httpx.Client | None) -> Verdict:
     if settings.flash_attn == "off":
         return _sdpa(settings, "flash-attn disabled by F5_WORKER_FLASH_ATTN=off")
@@ -262,13 +272,10 @@ def _provision(settings: Settings, detect: Callable[[bool], Fingerprint], http: 
         request = VersionRequest.parse(settings.flash_attn_version)
         layout = install.Layout(settings.root / "flash-attn")
 
-        with phase(log, "flash_attn.warm_lookup") as outcome:
-            key = detect(False).runtime_key()
-            published = [p for p in install.published_installs(layout.installs(key)) if request.allows(p.version)]
-            outcome.update(runtime_key=key, found=len(published))
-        if published:
-            install.activate(published[0].site)
-            return _active(settings, published[0], warm=True, runtime_key=key)
+        key = detect(False).runtime_key()
+        warm = _activate_published(settings, key)
+        if warm is not None:
+            return warm
 
         fp = detect(True)
         install.sweep_stale(layout.installs(key))

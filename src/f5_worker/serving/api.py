@@ -1,47 +1,136 @@
 """The local HTTP API: RunPod's job endpoints, OpenAI's speech endpoint, and health.
 
-The job endpoints (``/run``, ``/runsync``, ``/status/{id}``, ``/stream/{id}``) are the
-RunPod SDK's own local API (what ``--rp_serve_api`` serves) around our handler, so a
-request that works here works on RunPod. ``POST /v1/audio/speech`` answers like
-OpenAI's: the audio file as the body, or ``{"error": {"message", "type"}}``.
+It listens before the model is loaded: ``/health`` answers 503 ``{"status": "initialising"}``
+until the worker is ready (then 200 ``"ready"``; 503 ``"failed"`` with the reason if the load
+failed), and the other routes answer 503 with ``Retry-After`` meanwhile. Nothing here imports
+torch or the engine: the worker's load does, on its own thread, after the bootstrap.
+
+The job endpoints (``serving.jobs``) take RunPod's request shapes, so a request that works
+here works on RunPod. ``POST /v1/audio/speech`` answers like OpenAI's: the audio file as the
+body, or ``{"error": {"message", "type"}}``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import time
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
-from ..log import get_logger
+from ..log import event, get_logger
 from .errors import ServingError
 from .formats import CONTENT_TYPES
-from .handler import make_handler
+from .jobs import Jobs
 from .request import parse_openai_speech
 
 __all__ = ["build_app"]
 
 log = get_logger("serving.api")
+RETRY_AFTER_S = 5
 
 
 def _openai_error(message: str, status: int) -> JSONResponse:
-    return JSONResponse({"error": {"message": message, "type": "invalid_request_error" if status == 400 else "server_error"}},
-                        status_code=status)
+    kind = "invalid_request_error" if status == 400 else "server_error"
+    return JSONResponse({"error": {"message": message, "type": kind}}, status_code=status)
+
+
+def _not_ready(worker) -> JSONResponse:
+    message = (f"the worker failed to start: {worker.error}" if worker.state == "failed"
+               else "the worker is starting; retry shortly")
+    return JSONResponse({"error": message, "status": worker.state}, status_code=503,
+                        headers={"Retry-After": str(RETRY_AFTER_S)})
+
+
+async def _json_body(request: Request) -> object:
+    try:
+        return await request.json()
+    except ValueError:
+        return None
 
 
 def build_app(worker) -> FastAPI:
-    from runpod.serverless.modules.rp_fastapi import WorkerAPI
+    @contextlib.asynccontextmanager
+    async def lifespan(_app):
+        event(log, "listening", phase="serve.listen", since_start_s=round(time.monotonic() - worker.started, 3))
+        yield
 
-    service = worker.service
-    app = WorkerAPI({"handler": make_handler(service, worker.settings.streaming),
-                     "return_aggregate_stream": True}).rp_app
-    app.title = "f5-worker"
+    app = FastAPI(title="f5-worker", version=worker.version, lifespan=lifespan)
+    jobs: dict[str, Jobs] = {}  # made once the service exists
 
+    def job_runner() -> Jobs:
+        if "jobs" not in jobs:
+            service = worker.service
+            stream = service.stream if worker.settings.streaming else None
+            jobs["jobs"] = Jobs(service.run, stream)
+        return jobs["jobs"]
+
+    @app.get("/health", summary="Readiness, the engine, the attention kernels, and what is still pending")
+    async def health():
+        return JSONResponse(worker.health(), status_code=200 if worker.state == "ready" else 503)
+
+    async def job_input(request: Request):
+        body = await _json_body(request)
+        if not isinstance(body, dict) or "input" not in body:
+            return None, JSONResponse({"error": 'the body must be JSON like {"input": {...}}'}, status_code=400)
+        return body["input"], None
+
+    @app.post("/runsync", summary="Run a job and wait for its result (RunPod's shape)")
+    async def runsync(request: Request):
+        if worker.state != "ready":
+            return _not_ready(worker)
+        payload, problem = await job_input(request)
+        if problem:
+            return problem
+        job = await job_runner().run_sync(payload)
+        return job.to_json()
+
+    @app.post("/run", summary="Start a job; poll /status/{id} or /stream/{id} (RunPod's shape)")
+    async def run(request: Request):
+        if worker.state != "ready":
+            return _not_ready(worker)
+        payload, problem = await job_input(request)
+        if problem:
+            return problem
+        job = job_runner().submit(payload)
+        return {"id": job.id, "status": job.status}
+
+    def find(job_id: str):
+        job = job_runner().get(job_id) if worker.state == "ready" else None
+        if job is None:
+            return None, JSONResponse({"error": f"no job {job_id!r} on this worker"}, status_code=404)
+        return job, None
+
+    @app.api_route("/status/{job_id}", methods=["GET", "POST"], summary="A job's status, and its output when done")
+    async def status(job_id: str):
+        job, problem = find(job_id)
+        return problem or job.to_json()
+
+    @app.api_route("/stream/{job_id}", methods=["GET", "POST"], summary="A streaming job's pieces made since the last call")
+    async def stream(job_id: str):
+        job, problem = find(job_id)
+        if problem:
+            return problem
+        pieces = [{"output": piece} for piece in job_runner().take_stream(job)]
+        return {"id": job.id, "status": job.status, "stream": pieces} | ({"error": job.error} if job.error else {})
+
+    @app.post("/cancel/{job_id}", summary="Cancel a job: its chunks not yet sampled are dropped")
+    async def cancel(job_id: str):
+        job, problem = find(job_id)
+        if problem:
+            return problem
+        job_runner().cancel(job)
+        return {"id": job.id, "status": job.status}
+
+    @app.post("/v1/audio/speech", summary="OpenAI-compatible speech synthesis")
     async def speech(request: Request):
-        try:
-            payload = await request.json()
-        except ValueError:
+        if worker.state != "ready":
+            return _not_ready(worker)
+        payload = await _json_body(request)
+        if payload is None:
             return _openai_error("the body is not JSON", 400)
+        service = worker.service
         try:
             synthesis = parse_openai_speech(payload, service.config.limits)
             data, _meta = await asyncio.to_thread(service.render, synthesis)
@@ -52,9 +141,4 @@ def build_app(worker) -> FastAPI:
             return _openai_error("internal error while synthesising; the worker logged the details", 500)
         return Response(content=data, media_type=CONTENT_TYPES[synthesis.output_format])
 
-    async def health():
-        return worker.health()
-
-    app.add_api_route("/v1/audio/speech", speech, methods=["POST"], summary="OpenAI-compatible speech synthesis")
-    app.add_api_route("/health", health, methods=["GET"], summary="Bootstrap verdict and readiness")
     return app

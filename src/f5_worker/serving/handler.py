@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from .service import Service
+if TYPE_CHECKING:
+    from .service import Service
 
 __all__ = ["make_handler", "serve_runpod"]
 
@@ -41,15 +44,16 @@ def make_handler(service: Service, streaming: bool):
     return handler
 
 
-def runpod_config(service: Service, streaming: bool, concurrency: int) -> dict:
+def runpod_config(service: Service, streaming: bool, concurrency: Callable[[], int]) -> dict:
     return {
         "handler": make_handler(service, streaming),
-        "concurrency_modifier": lambda current: concurrency,
+        # asked again and again by the SDK: follows the batch size once start-up tuning has measured it
+        "concurrency_modifier": lambda current: concurrency(),
         "return_aggregate_stream": True,  # /run and /runsync also get the streamed pieces, as a list
     }
 
 
-def serve_runpod(service: Service, streaming: bool, concurrency: int) -> None:
+def serve_runpod(service: Service, streaming: bool, concurrency: Callable[[], int]) -> None:
     import runpod
 
     runpod.serverless.start(runpod_config(service, streaming, concurrency))

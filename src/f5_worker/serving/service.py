@@ -103,7 +103,7 @@ class Service:
             "duration_s": round(samples / audio.MODEL_SAMPLE_RATE, 3),
             "seed": params.seed,
             "model": info["model"],
-            "attn_backend": info["attn_backend"],
+            "attn_backend": info["attention"]["single"],  # "sdpa" | "flash_attn"; a mixed batch's: engine.attention
         }
         if info["random_weights"]:
             result["note"] = RANDOM_WEIGHTS_NOTE

@@ -12,10 +12,10 @@ SAMPLE_RATE = 24_000
 
 
 @functools.lru_cache(maxsize=None)
-def tiny_engine(attn_backend: str = "torch"):
+def tiny_engine():
     from f5_worker.engine.engine import Engine, EngineConfig
 
-    return Engine(EngineConfig(model="tiny-random", attn_backend=attn_backend, device="cpu"))
+    return Engine(EngineConfig(model="tiny-random", device="cpu"))
 
 
 def tone(seconds: float = 2.0, hz: float = 220.0, rate: int = SAMPLE_RATE) -> np.ndarray:
