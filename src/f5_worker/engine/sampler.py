@@ -240,6 +240,11 @@ class Sampler:
         out = torch.where(cond_mask, cond, x)
         return [out[i, : r.frames] for i, r in enumerate(requests)]
 
+    def set_backends(self, backends: dict[str, str]) -> None:
+        """Use other attention kernels from the next batch on; graphs captured with the old ones are dropped."""
+        self.backends = {**self.backends, **backends}
+        self._graphs.clear()
+
     def has_graph(self, batch: int, frames: int, cfg_strength: float) -> bool:
         return (batch, frames, cfg_strength) in self._graphs
 

@@ -28,6 +28,9 @@ class Variant(enum.Enum):
     # A damaged extension can take the interpreter down with it.
     SEGFAULT = "import ctypes\nctypes.string_at(0)"
     HANG = "import time\ntime.sleep(3600)"
+    # Verification that takes as long as the test wants: importing waits for the file $F5_TEST_GATE.
+    GATED = ("import os, time\nwhile not os.path.exists(os.environ['F5_TEST_GATE']):\n    time.sleep(0.05)\n"
+             "BIAS = 0.0")
 
 
 INTERFACE = '''
