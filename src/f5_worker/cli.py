@@ -131,9 +131,16 @@ def cmd_serve(args, settings: Settings) -> int:
 
 
 def cmd_runpod(args, settings: Settings) -> int:
+    import importlib
+    import threading
+
     from .worker import start
 
+    # The SDK takes ~1.5 s to import: on a thread, it overlaps the model's load (mostly outside the GIL).
+    sdk = threading.Thread(target=importlib.import_module, args=("runpod",), name="f5-worker-sdk", daemon=True)
+    sdk.start()
     worker = start(settings)
+    sdk.join()
     from .serving.handler import serve_runpod
 
     serve_runpod(worker.service, worker.settings.streaming, lambda: worker.concurrency)
