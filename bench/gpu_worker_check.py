@@ -28,12 +28,14 @@ tone = (0.3 * np.sin(2 * np.pi * 220 * np.arange(48000) / 24000) * 32767).astype
 buffer = io.BytesIO()
 with wave.open(buffer, "wb") as out:
     out.setnchannels(1), out.setsampwidth(2), out.setframerate(24000), out.writeframes(tone.tobytes())
+if worker.background is not None:  # a new volume: the flash-attn verdict comes in the background
+    worker.background.join()
 result = worker.service.run({"text": "The worker still serves.", "ref_audio": base64.b64encode(buffer.getvalue()).decode(),
                              "ref_text": "A steady tone.", "nfe_step": 8, "seed": 0})
 verdict = worker.report.flash_attn
 print(json.dumps({
     "ready_after_s": round(ready, 2),
-    "flash_attn": {"backend": verdict.backend, "reason": verdict.reason, "backends": verdict.backends},
+    "flash_attn": {"backend": verdict.backend, "reason": verdict.reason, "attention": verdict.attention.to_json()},
     "engine": worker.service.engine.info(),
     "job": {k: (v if k != "audio" else f"{len(v)} base64 chars") for k, v in result.items()},
 }, indent=2))
