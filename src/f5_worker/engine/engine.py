@@ -26,10 +26,10 @@ import torch
 
 from ..attention_choice import SDPA, AttentionChoice
 from ..log import event, get_logger
-from . import f5lib
 from .batcher import Batcher
 from .models import HOP_LENGTH, SAMPLE_RATE, ModelFiles, build_model, build_vocoder
 from .sampler import SampleRequest, Sampler, SamplingConfig
+from .text import chunk_text, convert_char_to_pinyin, list_str_to_idx, list_str_to_tensor
 from .tuning import (TYPICAL_FRAMES, BatchChoice, TuningRecord, choose_batch, choose_mixed_policy, measure_batches,
                      stand_in_inputs, tuning_key)
 
@@ -193,7 +193,7 @@ class Engine:
         """F5-TTS's split of ``text`` for this reference (longer references leave room for less text)."""
         ref_bytes = len(reference.text.encode("utf-8"))
         max_chars = int(ref_bytes / reference.seconds * (WINDOW_S - reference.seconds) * speed)
-        return f5lib.utils_infer.chunk_text(text, max_chars=max(max_chars, 1))
+        return chunk_text(text, max_chars=max(max_chars, 1))
 
     def _prepare(self, reference: Reference, piece: str, params: SynthesisParams, seed: int) -> _Chunk:
         """``infer_batch_process``'s preparation of one chunk, on the caller's thread (no GPU work)."""
@@ -206,11 +206,11 @@ class Engine:
         if len(ref_text[-1].encode("utf-8")) == 1:
             ref_text += " "
         speed = 0.3 if len(piece.encode("utf-8")) < 10 else params.speed
-        pinyin = f5lib.utils_infer.convert_char_to_pinyin([ref_text + piece])
+        pinyin = convert_char_to_pinyin([ref_text + piece])
         if self.model.vocab_char_map is not None:
-            ids = f5lib.model_utils.list_str_to_idx(pinyin, self.model.vocab_char_map)[0]
+            ids = list_str_to_idx(pinyin, self.model.vocab_char_map)[0]
         else:
-            ids = f5lib.model_utils.list_str_to_tensor(pinyin)[0]
+            ids = list_str_to_tensor(pinyin)[0]
         skip = audio.shape[-1] // HOP_LENGTH
         duration = skip + int(skip / len(ref_text.encode("utf-8")) * len(piece.encode("utf-8")) / speed)
         reference_frames = skip + 1  # the mel spectrogram's frames (centred STFT)

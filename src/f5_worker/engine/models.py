@@ -1,10 +1,19 @@
-"""Build F5-TTS and Vocos: from checkpoints, or with seeded random weights.
+"""Build F5-TTS and Vocos with the worker's own modules: from checkpoints, or with seeded random weights.
 
-Without checkpoint files the real ``CFM(DiT)`` and ``Vocos`` are built with random
-weights: ``tiny-random`` at a toy size (tests and offline smoke runs), or a real
-size such as ``F5TTS_v1_Base`` for speed benchmarks (speed does not depend on weight
-values). The whole synthesis path runs; the audio is noise, and is labelled so. Layers DiT initialises
-to zero get small random values, so the transformer's output reaches the audio (tests can see it).
+With checkpoint files (the model cache's ``ModelFiles``), the modules are built on the meta device and
+take the file's tensors as they are read, on the serving device in the serving dtype (float16 on a
+CUDA GPU, float32 elsewhere: F5-TTS's choice; the vocoder stays float32, as F5-TTS keeps it).
+
+Without checkpoint files the same architectures get seeded random weights: ``tiny-random`` at a toy
+size (tests and offline smoke runs), or a real size such as ``F5TTS_v1_Base`` for speed benchmarks
+(speed does not depend on weight values). The whole synthesis path runs; the audio is noise, and is
+labelled so. Layers the DiT initialises to zero get small random values, so the transformer's output
+reaches the audio (tests can see it). The modules are created in F5-TTS's and vocos' order with their
+initialisations, so these are the weights F5-TTS's own modules get under the same seed.
+
+The architectures are F5-TTS's ``configs/<model>.yaml`` ``model.arch`` values, restated (``ARCHS``;
+``tests/engine/test_checkpoint.py`` compares them with F5-TTS's files). F5-TTS's E2TTS_Base is no DiT
+(its backbone is a UNetT) and is not served.
 """
 
 from __future__ import annotations
@@ -13,23 +22,31 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import yaml
 
 from ..settings import TINY_RANDOM
-from . import f5lib
+from .checkpoint import f5_tts_state_dict, load_into, read_tensors
+from .nn import F5TTS, DiT, DiTArch, MelSpec, Vocos, VocosConfig
+from .text import VOCAB, load_vocab
 
-__all__ = ["ModelFiles", "TINY_RANDOM", "build_model", "build_vocoder", "N_MELS", "SAMPLE_RATE", "HOP_LENGTH"]
+__all__ = ["ModelFiles", "TINY_RANDOM", "ARCHS", "model_arch", "serving_dtype", "build_model", "build_vocoder",
+           "N_MELS", "SAMPLE_RATE", "HOP_LENGTH", "N_FFT", "TINY_VOCOS", "VOCOS_MEL_24KHZ", "TINY_SEED"]
 
 SAMPLE_RATE = 24_000
 N_MELS = 100
 HOP_LENGTH = 256
 N_FFT = 1024
-# Small enough for a 2-core CI machine, with every block F5TTS_v1_Base has (conv text
-# embedding, several heads, the ODE loop): only widths and depth differ.
-TINY_ARCH = dict(dim=64, depth=2, heads=2, dim_head=32, ff_mult=2, text_dim=32, conv_layers=1,
-                 text_mask_padding=True, qk_norm=None, pe_attn_head=None)
-TINY_VOCOS = dict(dim=32, intermediate_dim=64, num_layers=1)
-VOCOS_MEL_24KHZ = dict(dim=512, intermediate_dim=1536, num_layers=8)  # charactr/vocos-mel-24khz config.yaml
+ARCHS: dict[str, DiTArch] = {
+    "F5TTS_v1_Base": DiTArch(dim=1024, depth=22, heads=16, ff_mult=2, text_dim=512, conv_layers=4,
+                             text_mask_padding=True, pe_attn_head=None),
+    "F5TTS_Base": DiTArch(dim=1024, depth=22, heads=16, ff_mult=2, text_dim=512, conv_layers=4,
+                          text_mask_padding=False, pe_attn_head=1),
+    # Small enough for a 2-core CI machine, with every block F5TTS_v1_Base has (conv text embedding,
+    # several heads, the ODE loop): only widths and depth differ.
+    TINY_RANDOM: DiTArch(dim=64, depth=2, heads=2, dim_head=32, ff_mult=2, text_dim=32, conv_layers=1,
+                         text_mask_padding=True, pe_attn_head=None),
+}
+TINY_VOCOS = VocosConfig(dim=32, intermediate_dim=64, num_layers=1)
+VOCOS_MEL_24KHZ = VocosConfig()  # charactr/vocos-mel-24khz's config.yaml
 TINY_SEED = 0
 
 
@@ -43,57 +60,65 @@ class ModelFiles:
     vocoder_weights: Path | None = None
 
 
-def model_arch(model: str) -> dict:
-    """The DiT arguments F5-TTS ships for ``model`` (its ``configs/<model>.yaml``)."""
-    if model == TINY_RANDOM:
-        return dict(TINY_ARCH)
-    config = yaml.safe_load(f5lib.package_file(f"configs/{model}.yaml").read_text())
-    return dict(config["model"]["arch"])
+def model_arch(model: str) -> DiTArch:
+    try:
+        return ARCHS[model]
+    except KeyError:
+        raise ValueError(f"no architecture known for model {model!r}: one of {', '.join(ARCHS)}") from None
 
 
-def build_model(model: str, files: ModelFiles, *, attn_backend: str, attn_mask_enabled: bool, device: str):
-    arch = model_arch(model) | {"attn_backend": attn_backend, "attn_mask_enabled": attn_mask_enabled}
+def serving_dtype(device: str | torch.device) -> torch.dtype:
+    """float16 on a CUDA GPU of compute capability 7.0 or newer, else float32 (F5-TTS's ``load_checkpoint``)."""
+    device = torch.device(device)
+    if device.type == "cuda" and torch.cuda.get_device_properties(device).major >= 7:
+        return torch.float16
+    return torch.float32
+
+
+def build_model(model: str, files: ModelFiles, *, attn_backend: str = "torch", attn_mask_enabled: bool = False,
+                device: str) -> F5TTS:
+    arch = model_arch(model)
+    dtype = serving_dtype(device)
+    vocab = load_vocab(files.vocab or VOCAB)
     if files.checkpoint is not None:
-        # F5-TTS's own loader: EMA weights, fp16 on CUDA, its key patches.
-        return f5lib.utils_infer.load_model(f5lib.DiT, arch, str(files.checkpoint), vocab_file=str(files.vocab), device=device)
-    vocab = files.vocab or f5lib.package_file("infer/examples/vocab.txt")
-    vocab_char_map, vocab_size = f5lib.get_tokenizer(str(vocab), "custom")
+        with torch.device("meta"):
+            f5 = F5TTS(DiT(arch, text_num_embeds=len(vocab), mel_dim=N_MELS), vocab, MelSpec(n_mel_channels=N_MELS))
+        checkpoint = read_tensors(files.checkpoint, device=device, dtype=dtype)
+        state = f5_tts_state_dict(checkpoint, safetensors=Path(files.checkpoint).suffix == ".safetensors")
+        load_into(f5, state, source=files.checkpoint)
+        f5.transformer.init_buffers(device, dtype)
+    else:
+        f5 = _random_model(arch, vocab).to(device=device, dtype=dtype)
+    f5.transformer.fuse_qkv()
+    f5.transformer.set_attention(attn_backend, attn_mask_enabled)
+    return f5.eval()
+
+
+def _random_model(arch: DiTArch, vocab: dict[str, int]) -> F5TTS:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(TINY_SEED)
-        cfm = f5lib.CFM(
-            transformer=f5lib.DiT(**arch, text_num_embeds=vocab_size, mel_dim=N_MELS),
-            mel_spec_kwargs=dict(n_fft=N_FFT, hop_length=HOP_LENGTH, win_length=N_FFT, n_mel_channels=N_MELS,
-                                 target_sample_rate=SAMPLE_RATE, mel_spec_type="vocos"),
-            odeint_kwargs=dict(method="euler"),
-            vocab_char_map=vocab_char_map,
-        )
+        dit = DiT(arch, text_num_embeds=len(vocab), mel_dim=N_MELS)
         # DiT zero-initialises its modulation and output layers (for training): with those at zero the
         # velocity is zero and the sampler returns its noise untouched, whatever the transformer computes.
-        for name, param in cfm.transformer.named_parameters():
+        for param in dit.parameters():
             if not param.any():
                 torch.nn.init.normal_(param, std=0.02)
-    dtype = torch.float16 if device.startswith("cuda") else torch.float32
-    return cfm.to(device=device, dtype=dtype).eval()
+    for param in dit.parameters():
+        param.requires_grad_(False)
+    return F5TTS(dit, vocab, MelSpec(n_mel_channels=N_MELS))
 
 
-def build_vocoder(model: str, files: ModelFiles, *, device: str):
-    from vocos import Vocos
-
+def build_vocoder(model: str, files: ModelFiles, *, device: str) -> Vocos:
     if files.vocoder_config is not None:
-        vocoder = Vocos.from_hparams(str(files.vocoder_config))
-        vocoder.load_state_dict(torch.load(files.vocoder_weights, map_location="cpu", weights_only=True))
-        return vocoder.eval().to(device)
-    from vocos.feature_extractors import MelSpectrogramFeatures
-    from vocos.heads import ISTFTHead
-    from vocos.models import VocosBackbone
-
-    size = TINY_VOCOS if model == TINY_RANDOM else VOCOS_MEL_24KHZ
+        config = VocosConfig.from_yaml(files.vocoder_config)
+        with torch.device("meta"):
+            vocoder = Vocos(config)
+        load_into(vocoder, read_tensors(files.vocoder_weights, device=device, dtype=torch.float32),
+                  source=files.vocoder_weights)
+        return vocoder.eval()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(TINY_SEED)
-        vocoder = Vocos(
-            feature_extractor=MelSpectrogramFeatures(sample_rate=SAMPLE_RATE, n_fft=N_FFT, hop_length=HOP_LENGTH,
-                                                     n_mels=N_MELS, padding="center"),
-            backbone=VocosBackbone(input_channels=N_MELS, **size),
-            head=ISTFTHead(dim=size["dim"], n_fft=N_FFT, hop_length=HOP_LENGTH, padding="same"),
-        )
+        vocoder = Vocos(TINY_VOCOS if model == TINY_RANDOM else VOCOS_MEL_24KHZ)
+    for param in vocoder.parameters():
+        param.requires_grad_(False)
     return vocoder.eval().to(device)

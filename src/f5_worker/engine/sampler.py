@@ -1,8 +1,8 @@
 """F5-TTS's flow-matching sampler, for a batch of independent requests.
 
 ``CFM.sample`` integrates the DiT's velocity field with Euler steps (EPSS timesteps, sway
-sampling, classifier-free guidance). This module does the same arithmetic with F5-TTS's own
-modules, and changes what a server needs changed:
+sampling, classifier-free guidance). This module does the same arithmetic with the worker's own
+modules (``nn``), and changes what a server needs changed:
 
 - each request brings its own seed: its noise depends only on its seed and its length, so a
   request gets the same starting noise alone or in any batch (``CFM.sample`` takes one seed
@@ -20,17 +20,27 @@ modules, and changes what a server needs changed:
 
 from __future__ import annotations
 
+import types
 from collections import OrderedDict
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
-from . import f5lib
-from .attention import FusedAttnProcessor, block_forward, install, rotary
+from .nn import BACKENDS, conv_position_embedding
 
-__all__ = ["SampleRequest", "SamplingConfig", "Sampler", "timesteps", "initial_noise", "velocity",
-           "conv_position_embedding"]
+__all__ = ["SampleRequest", "SamplingConfig", "Sampler", "timesteps", "get_epss_timesteps", "lens_to_mask",
+           "initial_noise", "velocity", "conv_position_embedding"]
+
+# F5-TTS's Empirically Pruned Step Sampling: for these step counts, the steps (in 32nds) it keeps.
+EPSS_STEPS = {
+    5: (0, 2, 4, 8, 16, 32),
+    6: (0, 2, 4, 6, 8, 16, 32),
+    7: (0, 2, 4, 6, 8, 16, 24, 32),
+    10: (0, 2, 4, 6, 8, 12, 16, 20, 24, 28, 32),
+    12: (0, 2, 4, 6, 8, 10, 12, 14, 16, 20, 24, 28, 32),
+    16: (0, 1, 2, 3, 4, 5, 6, 7, 8, 10, 12, 14, 16, 20, 24, 28, 32),
+}
 
 
 @dataclass(frozen=True)
@@ -54,12 +64,26 @@ class SamplingConfig:
     sway_sampling_coef: float | None = -1.0
 
 
+def get_epss_timesteps(n: int, device, dtype) -> torch.Tensor:
+    """F5-TTS's time points for ``n`` steps: EPSS's for the step counts it has them for, else uniform."""
+    if n not in EPSS_STEPS:
+        return torch.linspace(0, 1, n + 1, device=device, dtype=dtype)
+    return 1 / 32 * torch.tensor(EPSS_STEPS[n], device=device, dtype=dtype)
+
+
 def timesteps(config: SamplingConfig, device, dtype) -> torch.Tensor:
     """F5-TTS's schedule: EPSS timesteps for low step counts, else uniform, then sway sampling."""
-    t = f5lib.model_utils.get_epss_timesteps(config.steps, device=device, dtype=dtype)
+    t = get_epss_timesteps(config.steps, device=device, dtype=dtype)
     if config.sway_sampling_coef is not None:
         t = t + config.sway_sampling_coef * (torch.cos(torch.pi / 2 * t) - 1 + t)
     return t
+
+
+def lens_to_mask(lengths: torch.Tensor, length: int | None = None) -> torch.Tensor:
+    """(batch,) lengths -> (batch, length) mask, True inside each length (length: the longest by default)."""
+    if length is None:
+        length = lengths.amax()
+    return torch.arange(length, device=lengths.device)[None, :] < lengths[:, None]
 
 
 def initial_noise(request: SampleRequest, n_mels: int, device, dtype) -> torch.Tensor:
@@ -68,60 +92,9 @@ def initial_noise(request: SampleRequest, n_mels: int, device, dtype) -> torch.T
     return torch.randn(request.frames, n_mels, device=device, dtype=dtype, generator=generator)
 
 
-def conv_position_embedding(module, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-    """``ConvPositionEmbedding.forward`` (conv, mask, Mish, twice) as channels-last 2-D convolutions.
-
-    The (batch, frames, dim) activations already are channels-last; F5-TTS's Conv1d makes them
-    contiguous channels-first, and cuDNN transposes them back around a slow grouped kernel.
-    """
-    keep = None if mask is None else mask[:, None, None, :]
-    h = x.transpose(1, 2).unsqueeze(2)  # (batch, dim, 1, frames), channels-last in memory
-    if keep is not None:
-        h = h.masked_fill(~keep, 0.0)
-    for layer in module.conv1d:
-        if isinstance(layer, torch.nn.Conv1d):
-            weight = layer.weight.unsqueeze(2).contiguous(memory_format=torch.channels_last)
-            h = F.conv2d(h, weight, layer.bias, padding=(0, layer.padding[0]), groups=layer.groups)
-            if keep is not None:
-                h = h.masked_fill(~keep, 0.0)
-        else:
-            h = layer(h)
-    return h.squeeze(2).transpose(1, 2)
-
-
 def velocity(dit, x, cond, text_cond, text_uncond, time, mask, cfg_strength):
-    """The guided flow: DiT.forward(cfg_infer=True) with the text embedding computed once per request.
-
-    The conditional and unconditional halves go through the input embedding together
-    (one convolution call instead of two); the rest is DiT.forward's own sequence.
-    """
-    batch, seq_len = x.shape[:2]
-    t = dit.time_embed(time.expand(batch))
-    guided = cfg_strength > 1e-5
-    if guided:
-        x = torch.cat((x, x))
-        cond = torch.cat((cond, torch.zeros_like(cond)))
-        text = torch.cat((text_cond, text_uncond))
-        t = torch.cat((t, t))
-        mask = torch.cat((mask, mask)) if mask is not None else None
-    else:
-        text = text_cond
-    h = dit.input_embed.proj(torch.cat((x, cond, text), dim=-1))  # InputEmbedding.forward, faster convolutions
-    h = conv_position_embedding(dit.input_embed.conv_pos_embed, h, mask) + h
-    if isinstance(dit.transformer_blocks[0].attn.processor, FusedAttnProcessor):
-        rope = rotary(dit, seq_len, x.dtype)  # once per step, not once per layer
-    else:
-        rope = dit.rotary_embed.forward_from_seq_len(seq_len)
-    residual = h
-    for block in dit.transformer_blocks:
-        h = block_forward(block, h, t, mask=mask, rope=rope)
-    if dit.long_skip_connection is not None:
-        h = dit.long_skip_connection(torch.cat((h, residual), dim=-1))
-    out = dit.proj_out(dit.norm_out(h, t))
-    if not guided:
-        return out
-    pred, null_pred = torch.chunk(out, 2, dim=0)
-    return pred + (pred - null_pred) * cfg_strength
+    """The guided flow at ``time`` (``DiT.forward``); a module-level name, so a benchmark can wrap it."""
+    return dit(x, cond, text_cond, text_uncond, time, mask, cfg_strength)
 
 
 class _StepGraph:
@@ -161,21 +134,22 @@ class _StepGraph:
 
 
 class Sampler:
-    """Samples mel spectrograms for batches of requests with one F5-TTS ``CFM`` model.
+    """Samples mel spectrograms for batches of requests with one model (``nn.F5TTS``).
 
-    ``backends`` maps "single" (no mask) and "batch" (masked) to an ``attn_backend``; not
+    ``backends`` maps "single" (requests of one length, no mask) and "batch" (mixed lengths, masked)
+    to an attention backend, "torch" (SDPA) or "flash_attn"; ``set_backends`` changes them. Not
     thread-safe: one thread (the batcher's) owns it.
     """
 
-    def __init__(self, cfm, *, backends: dict[str, str] | None = None, cuda_graphs: bool = True,
+    def __init__(self, model, *, backends: Mapping[str, str] | None = None, cuda_graphs: bool = True,
                  max_graphs: int | None = None):
-        self.cfm = cfm
-        self.dit = cfm.transformer
-        install(self.dit)
-        self.backends = {"single": "torch", "batch": "torch"} | (backends or {})
-        param = next(cfm.parameters())
+        self.model = model
+        self.dit = model.transformer
+        self._backends = {"single": "torch", "batch": "torch"}
+        self._set(backends or {})
+        param = next(model.parameters())
         self.device, self.dtype = param.device, param.dtype
-        self.n_mels = cfm.num_channels
+        self.n_mels = model.num_channels
         self.cuda_graphs = cuda_graphs and self.device.type == "cuda"
         if max_graphs is None and self.cuda_graphs:
             # A single-request graph holds ~64 MiB of GPU memory on the H100 (bench/results/
@@ -187,11 +161,28 @@ class Sampler:
         self._pool = torch.cuda.graph_pool_handle() if self.cuda_graphs else None
         self.split_mixed = False  # requests of different lengths: one masked batch, or equal-length groups
 
-    def _attention(self, masked: bool) -> None:
-        backend = self.backends["batch" if masked else "single"]
-        for block in self.dit.transformer_blocks:
-            block.attn.processor.attn_backend = backend
-            block.attn.processor.attn_mask_enabled = masked
+    @property
+    def backends(self) -> Mapping[str, str]:
+        """The attention backend per mode, read-only: change it with ``set_backends``."""
+        return types.MappingProxyType(self._backends)
+
+    @backends.setter
+    def backends(self, backends: Mapping[str, str]) -> None:
+        self.set_backends(backends)
+
+    def set_backends(self, backends: Mapping[str, str]) -> None:
+        """Use other attention kernels from the next batch on ("single" and/or "batch" to "torch" or
+        "flash_attn"). The step graphs captured with the old kernels are dropped: a graph replays the
+        kernels it recorded, whatever the modules are set to now."""
+        self._set(backends)
+        self._graphs.clear()
+
+    def _set(self, backends: Mapping[str, str]) -> None:
+        for mode, backend in backends.items():
+            if mode not in self._backends or backend not in BACKENDS:
+                raise ValueError(f"attention backend {mode}={backend!r}: modes are single and batch, "
+                                 f"backends {' and '.join(BACKENDS)}")
+        self._backends = {**self._backends, **backends}
 
     @torch.inference_mode()
     def sample(self, requests: list[SampleRequest], config: SamplingConfig) -> list[torch.Tensor]:
@@ -211,7 +202,7 @@ class Sampler:
         batch = len(requests)
         same_length = len(set(lengths)) == 1
         lens = torch.tensor(lengths, device=device)
-        mask = None if same_length else f5lib.model_utils.lens_to_mask(lens)
+        mask = None if same_length else lens_to_mask(lens)
 
         cond = torch.zeros(batch, frames, self.n_mels, device=device, dtype=dtype)
         cond_mask = torch.zeros(batch, frames, 1, device=device, dtype=torch.bool)
@@ -224,7 +215,7 @@ class Sampler:
             text[i, : r.text.numel()] = r.text
         text = text.to(device)
 
-        self._attention(masked=mask is not None)
+        self.dit.set_attention(self._backends["batch" if mask is not None else "single"], masked=mask is not None)
         seq_len = frames if mask is None else lens
         text_cond = self.dit.text_embed(text, seq_len=seq_len, drop_text=False)
         text_uncond = self.dit.text_embed(text, seq_len=seq_len, drop_text=True)
@@ -239,11 +230,6 @@ class Sampler:
                 x = x + (t[i + 1] - t[i]) * v
         out = torch.where(cond_mask, cond, x)
         return [out[i, : r.frames] for i, r in enumerate(requests)]
-
-    def set_backends(self, backends: dict[str, str]) -> None:
-        """Use other attention kernels from the next batch on; graphs captured with the old ones are dropped."""
-        self.backends = {**self.backends, **backends}
-        self._graphs.clear()
 
     def has_graph(self, batch: int, frames: int, cfg_strength: float) -> bool:
         return (batch, frames, cfg_strength) in self._graphs

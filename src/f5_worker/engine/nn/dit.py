@@ -1,0 +1,339 @@
+"""F5-TTS's DiT (``f5_tts/model/backbones/dit.py`` and ``modules.py``), for inference.
+
+Parameter names and shapes are F5-TTS's, so its published checkpoints load unchanged; modules are
+created in F5-TTS's order with its initialisations, so a seeded random model gets the same weights.
+What differs is how the same function is computed:
+
+- the forward pass takes the text embedding from the caller (computed once per request, not once
+  per step) and runs the conditional and unconditional halves of classifier-free guidance as one
+  batch through the input embedding too;
+- the rotary angles are computed once per step, not once per layer;
+- each modulation and gated residual of a block is one ``addcmul`` instead of two or three passes;
+- the convolutional position embedding runs as channels-last 2-D convolutions: the (batch, frames,
+  dim) activations already are channels-last, and cuDNN's grouped Conv1d would transpose them twice;
+- attention is ``attention.Attention`` (one q/k/v projection, complex rotation).
+
+Training-only options F5-TTS's shipped configs never set (``qk_norm``, ``long_skip_connection``,
+average upsampling of text, dropout, activation checkpointing) are left out; ``DiTArch`` rejects them.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .attention import Attention
+from .rotary import RotaryEmbedding
+
+__all__ = ["DiTArch", "DiT", "DiTBlock", "TextEmbedding", "InputEmbedding", "ConvPositionEmbedding",
+           "ConvNeXtV2Block", "TimestepEmbedding", "AdaLayerNorm", "AdaLayerNorm_Final", "FeedForward",
+           "conv_position_embedding", "precompute_freqs_cis"]
+
+
+@dataclass(frozen=True)
+class DiTArch:
+    """A DiT's shape: F5-TTS's ``model.arch`` config values (``configs/<model>.yaml``)."""
+
+    dim: int
+    depth: int
+    heads: int
+    ff_mult: int
+    text_dim: int
+    conv_layers: int
+    text_mask_padding: bool = True
+    pe_attn_head: int | None = None
+    dim_head: int = 64
+
+    def f5_tts_kwargs(self) -> dict:
+        """The same shape as F5-TTS's ``DiT(**kwargs)`` takes it (tests and benchmarks build F5-TTS's own)."""
+        return asdict(self)
+
+
+class SinusPositionEmbedding(nn.Module):
+    def __init__(self, dim: int):
+        super().__init__()
+        self.dim = dim
+
+    def forward(self, x: torch.Tensor, scale: float = 1000) -> torch.Tensor:
+        half_dim = self.dim // 2
+        emb = math.log(10000) / (half_dim - 1)
+        emb = torch.exp(torch.arange(half_dim, device=x.device).float() * -emb)
+        emb = scale * x.unsqueeze(1) * emb.unsqueeze(0)
+        return torch.cat((emb.sin(), emb.cos()), dim=-1)
+
+
+class TimestepEmbedding(nn.Module):
+    def __init__(self, dim: int, freq_embed_dim: int = 256):
+        super().__init__()
+        self.time_embed = SinusPositionEmbedding(freq_embed_dim)
+        self.time_mlp = nn.Sequential(nn.Linear(freq_embed_dim, dim), nn.SiLU(), nn.Linear(dim, dim))
+
+    def forward(self, timestep: torch.Tensor) -> torch.Tensor:
+        return self.time_mlp(self.time_embed(timestep).to(timestep.dtype))
+
+
+def precompute_freqs_cis(dim: int, end: int, theta: float = 10000.0) -> torch.Tensor:
+    """The text embedding's sinusoidal positions, (end, dim): cosines then sines."""
+    freqs = 1.0 / (theta ** (torch.arange(0, dim, 2)[: (dim // 2)].float() / dim))
+    freqs = torch.outer(torch.arange(end, device=freqs.device), freqs).float()
+    return torch.cat([torch.cos(freqs), torch.sin(freqs)], dim=-1)
+
+
+class GRN(nn.Module):
+    """Global response normalisation (ConvNeXt-V2)."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.gamma = nn.Parameter(torch.zeros(1, 1, dim))
+        self.beta = nn.Parameter(torch.zeros(1, 1, dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        gx = torch.norm(x, p=2, dim=1, keepdim=True)
+        nx = gx / (gx.mean(dim=-1, keepdim=True) + 1e-6)
+        return self.gamma * (x * nx) + self.beta + x
+
+
+class ConvNeXtV2Block(nn.Module):
+    def __init__(self, dim: int, intermediate_dim: int, dilation: int = 1):
+        super().__init__()
+        padding = (dilation * (7 - 1)) // 2
+        self.dwconv = nn.Conv1d(dim, dim, kernel_size=7, padding=padding, groups=dim, dilation=dilation)
+        self.norm = nn.LayerNorm(dim, eps=1e-6)
+        self.pwconv1 = nn.Linear(dim, intermediate_dim)
+        self.act = nn.GELU()
+        self.grn = GRN(intermediate_dim)
+        self.pwconv2 = nn.Linear(intermediate_dim, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.dwconv(x.transpose(1, 2)).transpose(1, 2)
+        h = self.pwconv2(self.grn(self.act(self.pwconv1(self.norm(h)))))
+        return x + h
+
+
+class TextEmbedding(nn.Module):
+    """Token ids to a per-frame text embedding: padded or cut to the frames, sinusoidal positions, ConvNeXt-V2 blocks.
+
+    ``mask_padding`` (F5TTS_v1_Base: True, F5TTS_Base: False) keeps filler tokens at zero between blocks.
+    """
+
+    MAX_POS = 8192  # F5-TTS's precomputed positions (~87 s at 24 kHz); longer texts reuse the last
+
+    def __init__(self, text_num_embeds: int, text_dim: int, mask_padding: bool = True, conv_layers: int = 0,
+                 conv_mult: int = 2):
+        super().__init__()
+        self.text_embed = nn.Embedding(text_num_embeds + 1, text_dim)  # 0 is the filler token
+        self.mask_padding = mask_padding
+        self.text_dim = text_dim
+        self.extra_modeling = conv_layers > 0
+        if self.extra_modeling:
+            # Not in the state dict: ``init_buffers`` computes it where the model is loaded.
+            self.register_buffer("freqs_cis", precompute_freqs_cis(text_dim, self.MAX_POS), persistent=False)
+            self.text_blocks = nn.Sequential(*[ConvNeXtV2Block(text_dim, text_dim * conv_mult) for _ in range(conv_layers)])
+
+    def init_buffers(self, device, dtype) -> None:
+        if self.extra_modeling:
+            # Computed in float32 and cast, as F5-TTS's model gets it (built in fp32, then ``.to(dtype)``).
+            self.freqs_cis = precompute_freqs_cis(self.text_dim, self.MAX_POS).to(device=device, dtype=dtype)
+
+    def forward(self, text: torch.Tensor, seq_len: int | torch.Tensor, drop_text: bool = False) -> torch.Tensor:
+        """text (batch, tokens) ids, -1 padded; seq_len: frames, or each request's frames (batch,)."""
+        text = text + 1  # 0 becomes the filler token, and the -1 padding becomes 0
+        valid_pos_mask = None
+        if torch.is_tensor(seq_len):
+            seq_len = seq_len.to(device=text.device, dtype=torch.long)
+            max_seq_len = int(seq_len.max().item())
+        else:
+            max_seq_len = int(seq_len)
+        text = text[:, :max_seq_len]  # more tokens than frames: the tail is cut
+        text = F.pad(text, (0, max_seq_len - text.shape[1]), value=0)
+        if torch.is_tensor(seq_len):
+            valid_pos_mask = torch.arange(max_seq_len, device=text.device)[None] < seq_len[:, None]
+            text = text.masked_fill(~valid_pos_mask, 0)
+        text_mask = text == 0 if self.mask_padding else None
+        if drop_text:
+            text = torch.zeros_like(text)
+        text = self.text_embed(text)
+        if valid_pos_mask is not None:
+            text = text.masked_fill(~valid_pos_mask.unsqueeze(-1), 0.0)
+        if self.extra_modeling:
+            freqs = self.freqs_cis[:max_seq_len, :]
+            if valid_pos_mask is not None:
+                freqs = freqs.unsqueeze(0) * valid_pos_mask.unsqueeze(-1).to(freqs.dtype)
+            text = text + freqs
+            if text_mask is not None:
+                filler = text_mask.unsqueeze(-1)
+                text = text.masked_fill(filler, 0.0)
+                for block in self.text_blocks:
+                    text = block(text).masked_fill(filler, 0.0)
+            else:
+                text = self.text_blocks(text)
+        return text
+
+
+def conv_position_embedding(module: nn.Module, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """``ConvPositionEmbedding.forward`` (conv, mask, Mish, twice) as channels-last 2-D convolutions.
+
+    Works on any module laid out as F5-TTS's (``conv1d``: Conv1d, Mish, Conv1d, Mish), F5-TTS's own included.
+    """
+    keep = None if mask is None else mask[:, None, None, :]
+    h = x.transpose(1, 2).unsqueeze(2)  # (batch, dim, 1, frames), channels-last in memory
+    if keep is not None:
+        h = h.masked_fill(~keep, 0.0)
+    for layer in module.conv1d:
+        if isinstance(layer, nn.Conv1d):
+            weight = layer.weight.unsqueeze(2).contiguous(memory_format=torch.channels_last)
+            h = F.conv2d(h, weight, layer.bias, padding=(0, layer.padding[0]), groups=layer.groups)
+            if keep is not None:
+                h = h.masked_fill(~keep, 0.0)
+        else:
+            h = layer(h)
+    return h.squeeze(2).transpose(1, 2)
+
+
+class ConvPositionEmbedding(nn.Module):
+    def __init__(self, dim: int, kernel_size: int = 31, groups: int = 16):
+        super().__init__()
+        self.conv1d = nn.Sequential(
+            nn.Conv1d(dim, dim, kernel_size, groups=groups, padding=kernel_size // 2),
+            nn.Mish(),
+            nn.Conv1d(dim, dim, kernel_size, groups=groups, padding=kernel_size // 2),
+            nn.Mish(),
+        )
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        return conv_position_embedding(self, x, mask)
+
+
+class InputEmbedding(nn.Module):
+    def __init__(self, mel_dim: int, text_dim: int, out_dim: int):
+        super().__init__()
+        self.proj = nn.Linear(mel_dim * 2 + text_dim, out_dim)
+        self.conv_pos_embed = ConvPositionEmbedding(dim=out_dim)
+
+    def forward(self, x, cond, text_embed, mask=None):
+        x = self.proj(torch.cat((x, cond, text_embed), dim=-1))
+        return self.conv_pos_embed(x, mask) + x
+
+
+class AdaLayerNorm(nn.Module):
+    """The block's modulation from the time embedding: shift, scale and gate for attention and feed-forward."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.silu = nn.SiLU()
+        self.linear = nn.Linear(dim, dim * 6)
+        self.norm = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
+
+    def forward(self, emb: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp, each (batch, 1, dim)."""
+        return tuple(m[:, None] for m in self.linear(self.silu(emb)).chunk(6, dim=1))
+
+
+class AdaLayerNorm_Final(nn.Module):  # noqa: N801  F5-TTS's name
+    def __init__(self, dim: int):
+        super().__init__()
+        self.silu = nn.SiLU()
+        self.linear = nn.Linear(dim, dim * 2)
+        self.norm = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
+
+    def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+        scale, shift = self.linear(self.silu(emb)).chunk(2, dim=1)
+        return torch.addcmul(shift[:, None], self.norm(x), 1 + scale[:, None])
+
+
+class FeedForward(nn.Module):
+    def __init__(self, dim: int, mult: float = 4):
+        super().__init__()
+        inner = int(dim * mult)
+        # F5-TTS's layout: ff.0.0 (in), ff.1 (dropout, no weights), ff.2 (out).
+        self.ff = nn.Sequential(nn.Sequential(nn.Linear(dim, inner), nn.GELU(approximate="tanh")), nn.Identity(),
+                                nn.Linear(inner, dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.ff(x)
+
+
+class DiTBlock(nn.Module):
+    def __init__(self, dim: int, heads: int, dim_head: int, ff_mult: float = 4, pe_attn_head: int | None = None):
+        super().__init__()
+        self.attn_norm = AdaLayerNorm(dim)
+        self.attn = Attention(dim, heads=heads, dim_head=dim_head, pe_attn_head=pe_attn_head)
+        self.ff_norm = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
+        self.ff = FeedForward(dim, mult=ff_mult)
+
+    def forward(self, x, t, mask=None, rope=None):
+        """Modulated attention, then modulated feed-forward, each with a gated residual."""
+        shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = self.attn_norm(t)
+        h = torch.addcmul(shift_msa, self.attn_norm.norm(x), 1 + scale_msa)
+        x = torch.addcmul(x, gate_msa, self.attn(h, mask=mask, rope=rope))
+        h = torch.addcmul(shift_mlp, self.ff_norm(x), 1 + scale_mlp)
+        return torch.addcmul(x, gate_mlp, self.ff(h))
+
+
+class DiT(nn.Module):
+    def __init__(self, arch: DiTArch, *, text_num_embeds: int, mel_dim: int = 100):
+        super().__init__()
+        self.arch = arch
+        self.time_embed = TimestepEmbedding(arch.dim)
+        self.text_embed = TextEmbedding(text_num_embeds, arch.text_dim, mask_padding=arch.text_mask_padding,
+                                        conv_layers=arch.conv_layers)
+        self.input_embed = InputEmbedding(mel_dim, arch.text_dim, arch.dim)
+        self.rotary_embed = RotaryEmbedding(arch.dim_head)
+        self.dim, self.depth = arch.dim, arch.depth
+        self.transformer_blocks = nn.ModuleList([
+            DiTBlock(arch.dim, arch.heads, arch.dim_head, ff_mult=arch.ff_mult, pe_attn_head=arch.pe_attn_head)
+            for _ in range(arch.depth)
+        ])
+        self.norm_out = AdaLayerNorm_Final(arch.dim)
+        self.proj_out = nn.Linear(arch.dim, mel_dim)
+        # F5-TTS zero-initialises the modulations and the output (for training); checkpoints overwrite them.
+        for block in self.transformer_blocks:
+            nn.init.zeros_(block.attn_norm.linear.weight)
+            nn.init.zeros_(block.attn_norm.linear.bias)
+        for param in (self.norm_out.linear.weight, self.norm_out.linear.bias, self.proj_out.weight, self.proj_out.bias):
+            nn.init.zeros_(param)
+
+    def init_buffers(self, device, dtype) -> None:
+        """Compute what the state dict does not carry, on ``device`` in ``dtype`` (after loading onto the meta device)."""
+        self.text_embed.init_buffers(device, dtype)
+
+    def fuse_qkv(self) -> None:
+        for block in self.transformer_blocks:
+            block.attn.fuse_qkv()
+
+    def set_attention(self, backend: str, masked: bool) -> None:
+        """Every layer's attention backend ("torch" | "flash_attn") and whether a mask restricts it."""
+        for block in self.transformer_blocks:
+            block.attn.backend, block.attn.masked = backend, masked
+
+    def forward(self, x, cond, text_cond, text_uncond, time, mask=None, cfg_strength: float = 0.0):
+        """The flow: ``DiT.forward(cfg_infer=True)`` and CFM's guidance, with the text embedded by the caller.
+
+        x, cond (batch, frames, mel_dim); text_cond, text_uncond (batch, frames, text_dim) from
+        ``text_embed(..., drop_text=False / True)``; time () or (batch,); mask (batch, frames) or None.
+        Without guidance (``cfg_strength`` 0) only the conditional half runs.
+        """
+        batch, seq_len = x.shape[:2]
+        t = self.time_embed(time.expand(batch))
+        guided = cfg_strength > 1e-5
+        if guided:  # the unconditional half drops the audio prompt and the text
+            x = torch.cat((x, x))
+            cond = torch.cat((cond, torch.zeros_like(cond)))
+            text = torch.cat((text_cond, text_uncond))
+            t = torch.cat((t, t))
+            mask = torch.cat((mask, mask)) if mask is not None else None
+        else:
+            text = text_cond
+        h = self.input_embed(x, cond, text, mask)
+        rope = self.rotary_embed.angles(seq_len, h.dtype)
+        for block in self.transformer_blocks:
+            h = block(h, t, mask=mask, rope=rope)
+        out = self.proj_out(self.norm_out(h, t))
+        if not guided:
+            return out
+        pred, null_pred = torch.chunk(out, 2, dim=0)
+        return pred + (pred - null_pred) * cfg_strength
