@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """F5-TTS's convolutional position embedding on the GPU, computed four equal ways.
 
-    python bench/conv_probe.py [--json OUT]
+    python bench/probes/conv_probe.py [--json OUT]
 
 ConvPositionEmbedding is two Conv1d(1024, 1024, kernel 31, groups 16) + Mish. In a DiT step's
 profile (bench/results/step-probe-h100.json) cuDNN spends ~22% of the GPU time on it at ~9 TFLOP/s.

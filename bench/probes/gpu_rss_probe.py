@@ -10,7 +10,7 @@ import json
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "lib"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests" / "lib"))
 from support.engine import tone, wav_bytes  # noqa: E402
 
 from f5_worker.engine.engine import Engine, EngineConfig, SynthesisParams  # noqa: E402

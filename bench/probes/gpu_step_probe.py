@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Where does a sampling step's time go, and what would batching and CUDA graphs buy? (F5TTS_v1_Base, H100)
 
-    python bench/gpu_step_probe.py --json OUT
+    python bench/probes/gpu_step_probe.py --json OUT
 
 Random weights at the real size, fp16, a 5 s reference and 10 s to generate (1406 frames). Measures:
 - one DiT step (CFG pair) eagerly: wall time vs GPU time (CUDA events), and the top kernels;

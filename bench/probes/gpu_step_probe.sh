@@ -1,0 +1,6 @@
+#!/usr/bin/env bash
+# Runs bench/probes/gpu_step_probe.py on the device machine, with the real flash-attn wheel importable.
+set -uo pipefail
+OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
+source bench/gpu_env.sh flash
+python3 bench/probes/gpu_step_probe.py --json "$OUT/step-probe.json" 2>&1 | grep -v Warning | tail -150
