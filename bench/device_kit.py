@@ -11,8 +11,6 @@ travels in `.device/` (git-ignored; the device tool carries it: `carry: [".devic
                          (a package with no wheel on PyPI is built here from its sdist: pure Python only)
       flash_attn-2.8.3.post2-sm90-torch2.11-cu130-cp312.tree.tar.xz   the files of the real flash-attn wheel
       make_fa_wheel.py   rebuilds that wheel from the tree (about 12 s): both copied from ../shared/gpu/
-      shim-mpl/          a stand-in `matplotlib` (F5-TTS's utils_infer imports it at module level to plot
-                         spectrograms, which nothing here does), used only where matplotlib is not installed
       MANIFEST.json      what was built: each file's size and sha256, the requirements it was built from
 
 Idempotent: a wheel already there at its pinned version is kept, a wheel no longer pinned is removed, the
@@ -45,26 +43,6 @@ PYTHON_VERSION = "3.12"
 # glibc 2.39 on the GPU machine: every manylinux tag up to it is acceptable; pip matches N exactly, so name them.
 PLATFORMS = ["manylinux2014_x86_64", "manylinux1_x86_64"] + [f"manylinux_2_{n}_x86_64" for n in range(39, 4, -1)]
 MAX_KIT_MIB = 56  # the device tool carries 64 MiB in all, the working tree included
-
-MPL_INIT = '''"""Stand-in for matplotlib on a machine without it (bench kit). F5-TTS's utils_infer imports matplotlib
-at module level to plot spectrograms; nothing the worker or the benchmarks run plots. Any use fails loudly."""
-__version__ = "0+stand-in"
-
-
-def use(*args, **kwargs):
-    pass
-
-
-def __getattr__(name):
-    raise AttributeError(f"matplotlib stand-in (bench kit): matplotlib.{name} is not available")
-'''
-MPL_PYLAB = '''"""Stand-in for matplotlib.pylab (bench kit): importable, unusable."""
-
-
-def __getattr__(name):
-    raise AttributeError(f"matplotlib stand-in (bench kit): pylab.{name} is not available")
-'''
-
 
 def step(message: str) -> None:
     print(f"[device-kit] {message}", flush=True)
@@ -208,22 +186,11 @@ def copy_shared(shared: Path, check: bool) -> list[str]:
     return problems
 
 
-def write_mpl_shim(check: bool) -> list[str]:
-    files = {KIT / "shim-mpl" / "matplotlib" / "__init__.py": MPL_INIT,
-             KIT / "shim-mpl" / "matplotlib" / "pylab.py": MPL_PYLAB}
-    stale = [p for p, text in files.items() if not p.is_file() or p.read_text() != text]
-    if check:
-        return [f"missing or stale {p.relative_to(KIT)}" for p in stale]
-    for path in stale:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(files[path])
-    step("shim-mpl (matplotlib stand-in): " + ("written" if stale else "up to date"))
-    return []
-
-
 def retire_old_layout(check: bool) -> list[str]:
-    """Folders earlier kits had and this one does not: wheels-serve (merged into wheels), shim (no longer needed)."""
-    old = [KIT / "wheels-serve", KIT / "shim"]
+    """Folders earlier kits had and this one does not: wheels-serve (merged into wheels); shim and shim-mpl,
+    stand-ins no longer needed (the worker imports neither F5-TTS nor matplotlib, and the GPU machine has
+    matplotlib for F5-TTS's utils_infer, which the comparison benchmarks import)."""
+    old = [KIT / "wheels-serve", KIT / "shim", KIT / "shim-mpl"]
     problems = [f"obsolete {p.name}/" for p in old if p.exists()]
     if not check:
         for path in old:
@@ -268,7 +235,6 @@ def main() -> int:
     step("wheels/")
     problems += build_wheels(pins, KIT / "wheels", args.check)
     problems += copy_shared(args.shared, args.check)
-    problems += write_mpl_shim(args.check)
     if args.check:
         for problem in problems:
             print(f"  {problem}")
@@ -285,7 +251,7 @@ def main() -> int:
     (KIT / "MANIFEST.json").write_text(json.dumps(manifest, indent=1) + "\n")
     total = size_mib()
     wheels_mib = sum(p.stat().st_size for p in (KIT / "wheels").glob("*.whl")) / 1024**2
-    step(f"done: {len(pins)} wheels ({wheels_mib:.1f} MiB), flash-attn tree, shim-mpl; .device/ is {total:.1f} MiB")
+    step(f"done: {len(pins)} wheels ({wheels_mib:.1f} MiB), the flash-attn tree; .device/ is {total:.1f} MiB")
     if total > MAX_KIT_MIB:
         raise SystemExit(f".device/ is {total:.1f} MiB, over {MAX_KIT_MIB} MiB: the device tool carries 64 MiB in all")
     return 0

@@ -1,17 +1,26 @@
-# Sourced by the bench/gpu_*.sh scripts on the device machine (no network there): installs F5-TTS's
-# inference dependencies from the wheels carried in .device/wheels (and .device/wheels-serve, the RunPod SDK's
-# server, with `serve`; the real flash-attn wheel straight onto PYTHONPATH, with `flash`), and puts the
-# project's source and the benchmark-only stand-ins on PYTHONPATH. `source bench/gpu_env.sh [serve] [flash]`.
-python3 -m pip install -q --no-deps --no-index --target /tmp/deps .device/wheels/*.whl 2>/dev/null
-export PYTHONPATH="$PWD/src:/tmp/deps:$PWD/.device/shim" F5_WORKER_LOG_FORMAT=json
-if [[ " $* " == *" serve "* ]]; then
-  python3 -m pip install -q --no-deps --no-index --target /tmp/deps-serve .device/wheels-serve/*.whl 2>/dev/null
-  export PYTHONPATH="$PYTHONPATH:/tmp/deps-serve"
+# Sourced by the bench/gpu_*.sh scripts on the device machine (no network there), from the repo root with
+# .device/ carried (built here by `python3 bench/device_kit.py`): installs .device/wheels (the worker's server,
+# the RunPod SDK, F5-TTS and its inference dependencies) into /tmp/deps once per machine, puts the project's
+# source and /tmp/deps on PYTHONPATH and, with `flash`, the real flash-attn wheel too (for benchmarks that
+# bypass the bootstrap). `source bench/gpu_env.sh [flash]` (`serve` is accepted: .device/wheels has it all).
+if [ ! -f .device/MANIFEST.json ]; then
+  echo "gpu_env.sh: no .device/ kit here: build it with 'python3 bench/device_kit.py' and carry .device" >&2
+  return 1 2>/dev/null || exit 1
 fi
-python3 -c "import matplotlib" 2>/dev/null || export PYTHONPATH="$PYTHONPATH:$PWD/.device/shim-mpl"
+if ! cmp -s .device/MANIFEST.json /tmp/deps/.kit-manifest.json; then
+  rm -rf /tmp/deps
+  if ! python3 -m pip install -q --disable-pip-version-check --no-deps --no-index --no-compile --target /tmp/deps \
+       .device/wheels/*.whl >/tmp/deps-install.log 2>&1; then
+    echo "gpu_env.sh: installing .device/wheels failed:" >&2; tail -5 /tmp/deps-install.log >&2
+    return 1 2>/dev/null || exit 1
+  fi
+  cp .device/MANIFEST.json /tmp/deps/.kit-manifest.json
+fi
+export PYTHONPATH="$PWD/src:/tmp/deps" F5_WORKER_LOG_FORMAT=json
 FLASH_ATTN_WHEEL='flash_attn-2.8.3.post2+cu13torch2.11cxx11abiTRUE-cp312-cp312-linux_x86_64.whl'
 if [[ " $* " == *" flash "* ]]; then  # benchmarks that bypass the bootstrap (it installs the same wheel itself)
-  python3 .device/make_fa_wheel.py /tmp/fa --name "$FLASH_ATTN_WHEEL" >/dev/null
-  python3 -m pip install -q --no-deps --no-index --target /tmp/fa-site /tmp/fa/"$FLASH_ATTN_WHEEL" 2>/dev/null
+  [ -f /tmp/fa/"$FLASH_ATTN_WHEEL" ] || python3 .device/make_fa_wheel.py /tmp/fa --name "$FLASH_ATTN_WHEEL" >/dev/null
+  [ -d /tmp/fa-site/flash_attn ] || \
+    python3 -m pip install -q --no-deps --no-index --target /tmp/fa-site /tmp/fa/"$FLASH_ATTN_WHEEL" 2>/dev/null
   export PYTHONPATH="$PYTHONPATH:/tmp/fa-site"
 fi

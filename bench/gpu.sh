@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# One entry point for the GPU suites. On the device machine, from the repo root, with .device carried
+# (build it here first: python3 bench/device_kit.py):
+#
+#   bash bench/gpu.sh SUITE [SUITE...]      run suites in order (no argument: list them)
+#
+# Each suite runs its script with OUT=/tmp/gpu-out/SUITE. At the end the JSON files the suites wrote are copied
+# to $OUT as SUITE--NAME.json (the device tool brings back 8 files at most: 7 JSON files, then the rest only in
+# the archive), and everything, logs included, goes to $OUT/gpu-out.tar.gz. Exit status: the number of suites
+# that failed. bench/README.md maps each suite to its BENCHMARKS.md section and bench/results/ files.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+SUITES=(
+  "kit|bench/kit_check.py after gpu_env.sh: the kit installs, its requirements are met, the imports work"
+  "cold-start|bench/gpu_cold_start.sh: f5-worker serve from exec to ready and first audio, new and warm volumes (RUNS=3)"
+  "bootstrap|bench/gpu_run.sh: the flash-attn bootstrap with the real wheel: resolve, cold/warm init, broken wheel, startup.py"
+  "worker-check|bench/gpu_worker_check.sh: the whole worker (tiny-random) with a good and a broken flash-attn wheel"
+  "real-model|bench/gpu_real_model.sh: random-weight F5TTS_v1_Base migrated from a legacy dir, loaded, one job; cold, warm"
+  "tune-reuse|bench/gpu_tune_reuse.sh: two serve starts on one volume, the second reusing the batch tuning"
+  "throughput|bench/gpu_throughput.sh: the sampler, then the engine's throughput curve with SDPA and flash attention"
+  "throughput-mixed|PARTS=mixed bench/gpu_throughput.sh: the curve over mixed lengths, policy measured by the engine"
+  "sampler-speed|bench/gpu_sampler_speed.sh \$VARIANTS (plain; cudnn, compile): the sampler alone"
+  "new-lengths|bench/gpu_new_lengths.sh: the cost of a length seen for the first time, per attention path"
+  "synthesis|bench/gpu_synthesis.sh: F5-TTS's sampler and pipeline vs the worker's engine, per attention backend"
+  "load|bench/gpu_load.sh: the HTTP load test against serve at the real size (RELIABILITY.md)"
+  "probe-step|bench/probes/gpu_step_probe.sh: where a sampling step's time goes (probe)"
+  "probe-kernels|bench/probes/gpu_kernels.sh: the position convolution four ways, then the sampler (probe)"
+  "probe-rss|bench/probes/gpu_rss_probe.sh: where host memory grew per job with the first engine (probe)"
+)
+
+run_suite() {
+  case $1 in
+    kit) source bench/gpu_env.sh && python3 bench/kit_check.py ;;
+    cold-start) bash bench/gpu_cold_start.sh ;;
+    bootstrap) bash bench/gpu_run.sh ;;
+    worker-check) bash bench/gpu_worker_check.sh ;;
+    real-model) bash bench/gpu_real_model.sh ;;
+    tune-reuse) bash bench/gpu_tune_reuse.sh ;;
+    throughput) bash bench/gpu_throughput.sh ;;
+    throughput-mixed) PARTS=mixed bash bench/gpu_throughput.sh ;;
+    sampler-speed) bash bench/gpu_sampler_speed.sh ${VARIANTS:-plain} ;;
+    new-lengths) bash bench/gpu_new_lengths.sh ;;
+    synthesis) bash bench/gpu_synthesis.sh ;;
+    load) bash bench/gpu_load.sh ;;
+    probe-step) bash bench/probes/gpu_step_probe.sh ;;
+    probe-kernels) bash bench/probes/gpu_kernels.sh ;;
+    probe-rss) bash bench/probes/gpu_rss_probe.sh ;;
+    *) return 127 ;;
+  esac
+}
+
+if [ $# -eq 0 ]; then
+  echo "usage: bash bench/gpu.sh SUITE [SUITE...]   (repo root, .device carried; results under \$OUT)"
+  for entry in "${SUITES[@]}"; do printf '  %-17s %s\n' "${entry%%|*}" "${entry#*|}"; done
+  exit 0
+fi
+for suite in "$@"; do  # every name first, so a typo fails before a long run
+  printf '%s\n' "${SUITES[@]}" | grep -q "^$suite|" || { echo "unknown suite: $suite (bash bench/gpu.sh lists them)"; exit 2; }
+done
+
+FINAL_OUT=${OUT:-/tmp/out}; mkdir -p "$FINAL_OUT"
+SCRATCH=/tmp/gpu-out; mkdir -p "$SCRATCH"
+failed=0
+for suite in "$@"; do
+  rm -rf "${SCRATCH:?}/$suite"; mkdir -p "$SCRATCH/$suite"
+  echo "===== $suite ($(date -u +%H:%M:%S))"
+  began=$SECONDS
+  ( export OUT="$SCRATCH/$suite"; run_suite "$suite" )
+  rc=$?
+  echo "===== $suite: exit $rc after $((SECONDS - began)) s"
+  [ $rc -eq 0 ] || failed=$((failed + 1))
+done
+
+copied=0
+for suite in "$@"; do
+  for file in "$SCRATCH/$suite"/*.json; do
+    [ -f "$file" ] || continue
+    if [ $copied -lt 7 ]; then cp "$file" "$FINAL_OUT/$suite--$(basename "$file")"; copied=$((copied + 1))
+    else echo "(not copied to \$OUT, only in the archive: $suite/$(basename "$file"))"; fi
+  done
+done
+tar -czf "$FINAL_OUT/gpu-out.tar.gz" -C "$SCRATCH" "$@" 2>/dev/null
+echo "results in \$OUT: $(cd "$FINAL_OUT" && ls | tr '\n' ' ')"
+exit $failed
