@@ -240,6 +240,8 @@ def start_once(args, scenario: str, volume: Path, logs: Path, tag: str) -> Start
                 if status == 200 and state == "ready":
                     result.ready_s = since()
                     result.health = body
+                elif state == "failed":
+                    raise StartFailed(f"/health says the start failed: {raw[:500]!r}")
                 elif status == 503 and state == "initialising":
                     if result.initialising_s is None:
                         result.initialising_s = since()
@@ -281,6 +283,15 @@ def start_once(args, scenario: str, volume: Path, logs: Path, tag: str) -> Start
         tail = stderr_path.read_text(errors="replace").splitlines()[-15:]
         result.error += "\n  stderr: " + "\n  stderr: ".join(line[:400] for line in tail)
     return result
+
+
+def source_revision() -> str | None:
+    """`git describe --always --dirty` of this checkout: which worker the figures are of."""
+    try:
+        return subprocess.run(["git", "-C", str(Path(__file__).resolve().parent), "describe", "--always", "--dirty"],
+                              capture_output=True, text=True, timeout=10).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
 
 
 def time_import_torch(python: str, runs: int) -> list[float]:
@@ -435,6 +446,7 @@ def main() -> int:
         "machine": {"node": platform.node(), "cpus": os.cpu_count(), "python": platform.python_version(),
                     "platform": platform.platform()},
         "command": [Path(sys.argv[0]).name, *sys.argv[1:]],
+        "source": source_revision(),
         "settings": {k: v for k, v in sorted(os.environ.items()) if k.startswith("F5_WORKER_")}
                     | {"F5_WORKER_MODEL": os.environ.get("F5_WORKER_MODEL", args.model)},
         "endpoint": args.endpoint,
