@@ -5,8 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from f5_worker.engine import f5lib
-from f5_worker.engine.sampler import SampleRequest, Sampler, SamplingConfig, conv_position_embedding, initial_noise
+from f5_worker.engine.nn import Attention
+from f5_worker.engine.sampler import (SampleRequest, Sampler, SamplingConfig, get_epss_timesteps, initial_noise,
+                                      lens_to_mask)
+from f5_worker.engine.text import convert_char_to_pinyin, list_str_to_idx
+from support import f5_reference as f5
 from support.engine import tiny_engine
 
 CONFIG = SamplingConfig(steps=6, cfg_strength=2.0, sway_sampling_coef=-1.0)
@@ -21,7 +24,7 @@ def model():
 def reference(model):
     audio = 0.1 * torch.randn(1, 24_000, generator=torch.Generator().manual_seed(0))
     text = ["A reference of one second. And the words to speak after it."]
-    ids = f5lib.model_utils.list_str_to_idx(f5lib.utils_infer.convert_char_to_pinyin(text), model.vocab_char_map)[0]
+    ids = list_str_to_idx(convert_char_to_pinyin(text), model.vocab_char_map)[0]
     mel = model.mel_spec(audio).permute(0, 2, 1)[0]
     return audio, text, ids, mel
 
@@ -32,21 +35,32 @@ def request(reference, frames, seed):
 
 
 @pytest.mark.parametrize("cfg_strength", [2.0, 0.0])
-def test_one_request_equals_cfm_sample_with_its_seed(reference, cfg_strength):
-    """Against F5-TTS untouched: a fresh model, sampled by CFM.sample before our sampler swaps its attention."""
-    from f5_worker.engine.models import ModelFiles, build_model
-
-    model = build_model("tiny-random", ModelFiles(), attn_backend="torch", attn_mask_enabled=False, device="cpu")
-    assert type(model.transformer.transformer_blocks[0].attn.processor).__name__ == "AttnProcessor"
+@pytest.mark.parametrize("steps", [6, 9])  # EPSS's time points, and uniform ones
+def test_one_request_equals_cfm_sample_with_its_seed(model, reference, cfg_strength, steps):
+    """Against F5-TTS's own CFM holding the same weights: its tokenizer, its mel, its ODE loop, its noise."""
     audio, text, _ids, _mel = reference
-    config = SamplingConfig(steps=6, cfg_strength=cfg_strength, sway_sampling_coef=-1.0)
+    config = SamplingConfig(steps=steps, cfg_strength=cfg_strength, sway_sampling_coef=-1.0)
     with torch.inference_mode():
-        expected, _ = model.sample(cond=audio, text=text, duration=180, steps=6, cfg_strength=cfg_strength,
-                                   sway_sampling_coef=-1.0, seed=11)
+        expected, _ = f5.cfm_like(model).sample(cond=audio, text=f5.model_utils.convert_char_to_pinyin(text),
+                                                duration=180, steps=steps, cfg_strength=cfg_strength,
+                                                sway_sampling_coef=-1.0, seed=11)
     (ours,) = Sampler(model).sample([request(reference, 180, 11)], config)
     # Equal up to float rounding: our step batches the two guidance halves' convolutions together.
     torch.testing.assert_close(ours, expected[0], rtol=1e-5, atol=1e-5)
     assert (ours - expected[0]).abs().max() < 1e-3 * expected[0].abs().max()
+
+
+def test_a_mixed_batch_equals_cfm_sample_of_the_same_batch(model, reference):
+    """CFM.sample runs a batch of different lengths masked: so does the sampler (one seed for all, as CFM draws it)."""
+    audio, text, _ids, mel = reference
+    lengths = [150, 120, 180]
+    with torch.inference_mode():
+        expected, _ = f5.cfm_like(model, attn_mask_enabled=True).sample(
+            cond=mel[None].expand(3, -1, -1), text=f5.model_utils.convert_char_to_pinyin(text * 3),
+            duration=torch.tensor(lengths), steps=6, cfg_strength=2.0, sway_sampling_coef=-1.0, seed=5)
+    ours = Sampler(model).sample([request(reference, n, 5) for n in lengths], CONFIG)
+    for mel_out, n, want in zip(ours, lengths, expected):
+        torch.testing.assert_close(mel_out, want[:n], rtol=1e-4, atol=1e-4)
 
 
 def test_each_request_of_a_mixed_batch_gets_its_own_length_and_its_solo_result(model, reference):
@@ -72,31 +86,40 @@ def test_noise_depends_only_on_seed_and_length():
     assert torch.equal(a, b) and not torch.equal(a, c)
 
 
-def test_mixed_lengths_run_masked_with_the_batch_backend_and_one_length_unmasked(model, reference, monkeypatch):
+@pytest.fixture
+def attention_calls(monkeypatch):
+    """Each attention call's (backend, masked, mask given), as the layers see them."""
     seen = []
-    processor = type(model.transformer.transformer_blocks[0].attn.processor)
-    real_call = processor.__call__
+    real = Attention.forward
 
-    def spy(self, attn, x, mask=None, rope=None):
-        seen.append((self.attn_backend, self.attn_mask_enabled, mask is not None))
-        return real_call(self, attn, x, mask=mask, rope=rope)
+    def spy(self, x, mask=None, rope=None):
+        seen.append((self.backend, self.masked, mask is not None))
+        return real(self, x, mask=mask, rope=rope)
 
-    monkeypatch.setattr(processor, "__call__", spy)
+    monkeypatch.setattr(Attention, "forward", spy)
+    return seen
+
+
+def test_mixed_lengths_run_masked_with_the_batch_backend_and_one_length_unmasked(model, reference, attention_calls):
     sampler = Sampler(model, backends={"single": "torch", "batch": "torch"})
     sampler.sample([request(reference, 150, 1), request(reference, 150, 2)], CONFIG)
-    assert set(seen) == {("torch", False, False)}  # one length: no mask at all
-    seen.clear()
+    assert set(attention_calls) == {("torch", False, False)}  # one length: no mask at all
+    attention_calls.clear()
     sampler.sample([request(reference, 120, 1), request(reference, 150, 2)], CONFIG)
-    assert set(seen) == {("torch", True, True)}
+    assert set(attention_calls) == {("torch", True, True)}
 
 
-@pytest.mark.parametrize("masked", [False, True])
-def test_channels_last_position_embedding_equals_f5_tts(model, masked):
-    module = model.transformer.input_embed.conv_pos_embed
-    x = torch.randn(3, 40, module.conv1d[0].in_channels, generator=torch.Generator().manual_seed(1))
-    mask = torch.arange(40)[None] < torch.tensor([40, 25, 10])[:, None] if masked else None
-    with torch.inference_mode():
-        torch.testing.assert_close(conv_position_embedding(module, x, mask), module(x, mask=mask))
+def test_set_backends_switches_the_kernels_and_drops_captured_graphs(model, reference, attention_calls):
+    sampler = Sampler(model, backends={"single": "torch", "batch": "torch"})
+    sampler._graphs[(1, 150, 2.0)] = object()  # as if captured with SDPA
+    sampler.set_backends({"batch": "flash_attn"})
+    assert sampler.backends == {"single": "torch", "batch": "flash_attn"} and not sampler.has_graph(1, 150, 2.0)
+    with pytest.raises(TypeError):
+        sampler.backends["single"] = "flash_attn"  # read-only: a change must go through set_backends
+    with pytest.raises(ValueError, match="backends torch and flash_attn"):
+        sampler.set_backends({"single": "sdpa"})
+    sampler.sample([request(reference, 150, 1)], CONFIG)  # one length: still SDPA
+    assert set(attention_calls) == {("torch", False, False)}
 
 
 def test_mixed_lengths_split_into_equal_length_groups_give_each_its_own_result(model, reference):
@@ -112,3 +135,16 @@ def test_mixed_lengths_split_into_equal_length_groups_give_each_its_own_result(m
     for a, b in zip(masked, split):
         assert a.shape == b.shape
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("steps", [1, 5, 6, 7, 8, 10, 12, 16, 32])
+def test_timesteps_are_f5_tts_epss_timesteps(steps):
+    torch.testing.assert_close(get_epss_timesteps(steps, "cpu", torch.float32),
+                               f5.model_utils.get_epss_timesteps(steps, device="cpu", dtype=torch.float32),
+                               rtol=0, atol=0)
+
+
+def test_lens_to_mask_is_f5_tts():
+    lengths = torch.tensor([3, 7, 1])
+    assert torch.equal(lens_to_mask(lengths), f5.model_utils.lens_to_mask(lengths))
+    assert torch.equal(lens_to_mask(lengths, 9), f5.model_utils.lens_to_mask(lengths, 9))

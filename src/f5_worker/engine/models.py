@@ -29,7 +29,8 @@ from .nn import F5TTS, DiT, DiTArch, MelSpec, Vocos, VocosConfig
 from .text import VOCAB, load_vocab
 
 __all__ = ["ModelFiles", "TINY_RANDOM", "ARCHS", "model_arch", "serving_dtype", "build_model", "build_vocoder",
-           "N_MELS", "SAMPLE_RATE", "HOP_LENGTH", "N_FFT", "TINY_VOCOS", "VOCOS_MEL_24KHZ", "TINY_SEED"]
+           "load_f5tts", "load_vocos", "N_MELS", "SAMPLE_RATE", "HOP_LENGTH", "N_FFT", "TINY_VOCOS", "VOCOS_MEL_24KHZ",
+           "TINY_SEED"]
 
 SAMPLE_RATE = 24_000
 N_MELS = 100
@@ -77,20 +78,29 @@ def serving_dtype(device: str | torch.device) -> torch.dtype:
 
 def build_model(model: str, files: ModelFiles, *, attn_backend: str = "torch", attn_mask_enabled: bool = False,
                 device: str) -> F5TTS:
+    """The model named ``model``: from ``files.checkpoint`` (and its vocab), or seeded random weights without one."""
     arch = model_arch(model)
-    dtype = serving_dtype(device)
-    vocab = load_vocab(files.vocab or VOCAB)
     if files.checkpoint is not None:
-        with torch.device("meta"):
-            f5 = F5TTS(DiT(arch, text_num_embeds=len(vocab), mel_dim=N_MELS), vocab, MelSpec(n_mel_channels=N_MELS))
-        checkpoint = read_tensors(files.checkpoint, device=device, dtype=dtype)
-        state = f5_tts_state_dict(checkpoint, safetensors=Path(files.checkpoint).suffix == ".safetensors")
-        load_into(f5, state, source=files.checkpoint)
-        f5.transformer.init_buffers(device, dtype)
+        f5 = load_f5tts(arch, files.checkpoint, files.vocab, device=device)
     else:
-        f5 = _random_model(arch, vocab).to(device=device, dtype=dtype)
-    f5.transformer.fuse_qkv()
+        f5 = _random_model(arch, load_vocab(files.vocab or VOCAB)).to(device=device, dtype=serving_dtype(device))
+        f5.transformer.fuse_qkv()
     f5.transformer.set_attention(attn_backend, attn_mask_enabled)
+    return f5
+
+
+def load_f5tts(arch: DiTArch, checkpoint: Path, vocab: Path | None = None, *, device: str) -> F5TTS:
+    """An F5-TTS checkpoint (EMA weights, ``.safetensors`` or ``.pt``) as F5-TTS's ``load_model`` loads it,
+    with ``vocab`` (default: F5-TTS's own), on ``device`` in the serving dtype."""
+    dtype = serving_dtype(device)
+    vocab_map = load_vocab(vocab or VOCAB)
+    with torch.device("meta"):
+        f5 = F5TTS(DiT(arch, text_num_embeds=len(vocab_map), mel_dim=N_MELS), vocab_map, MelSpec(n_mel_channels=N_MELS))
+    tensors = read_tensors(checkpoint, device=device, dtype=dtype)
+    state = f5_tts_state_dict(tensors, safetensors=Path(checkpoint).suffix == ".safetensors")
+    load_into(f5, state, source=checkpoint)
+    f5.transformer.init_buffers(device, dtype)
+    f5.transformer.fuse_qkv()
     return f5.eval()
 
 
@@ -109,16 +119,20 @@ def _random_model(arch: DiTArch, vocab: dict[str, int]) -> F5TTS:
 
 
 def build_vocoder(model: str, files: ModelFiles, *, device: str) -> Vocos:
+    """The vocoder from ``files`` (vocos' config.yaml and pytorch_model.bin), or seeded random weights without them."""
     if files.vocoder_config is not None:
-        config = VocosConfig.from_yaml(files.vocoder_config)
-        with torch.device("meta"):
-            vocoder = Vocos(config)
-        load_into(vocoder, read_tensors(files.vocoder_weights, device=device, dtype=torch.float32),
-                  source=files.vocoder_weights)
-        return vocoder.eval()
+        return load_vocos(files.vocoder_config, files.vocoder_weights, device=device)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(TINY_SEED)
         vocoder = Vocos(TINY_VOCOS if model == TINY_RANDOM else VOCOS_MEL_24KHZ)
     for param in vocoder.parameters():
         param.requires_grad_(False)
     return vocoder.eval().to(device)
+
+
+def load_vocos(config: Path, weights: Path, *, device: str) -> Vocos:
+    """vocos' published files, as F5-TTS's ``load_vocoder`` loads them: float32 on ``device``."""
+    with torch.device("meta"):
+        vocoder = Vocos(VocosConfig.from_yaml(config))
+    load_into(vocoder, read_tensors(weights, device=device, dtype=torch.float32), source=weights)
+    return vocoder.eval()
