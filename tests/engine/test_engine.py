@@ -69,11 +69,11 @@ class TestSynthesis:
         assert not np.array_equal(run(7), run(8))
 
     def test_long_text_is_chunked_by_f5_rules_and_streams_what_it_returns_whole(self, engine, voice):
-        from f5_tts.infer.utils_infer import chunk_text
+        from support.f5_reference import utils_infer
 
         chunks = engine.chunks(voice, LONG_TEXT, speed=1.0)
         assert len(chunks) > 2
-        assert chunks == chunk_text(LONG_TEXT, max_chars=engine_max_chars(voice))
+        assert chunks == utils_infer.chunk_text(LONG_TEXT, max_chars=engine_max_chars(voice))
         params = SynthesisParams(seed=3, **FAST)
         pieces = list(engine.stream(voice, LONG_TEXT, params))
         assert len(pieces) >= len(chunks)
@@ -102,13 +102,14 @@ class TestSynthesis:
     def test_matches_f5_tts_infer_batch_process_under_the_same_seed(self, engine, voice):
         """Our chunk preparation and sampler against F5-TTS's own pipeline, seeded alike: equal up to rounding."""
         import torch
-        from f5_tts.infer.utils_infer import infer_batch_process
+        from support.f5_reference import cfm_like, utils_infer, vocos_like
 
         text = "Hello world, this is a test."
         ours = engine.synthesize(voice, text, SynthesisParams(seed=5, **FAST))
+        model, vocoder = cfm_like(engine.model), vocos_like(engine.vocoder)  # F5-TTS's and vocos' own, our weights
         torch.manual_seed(5)
-        theirs, _, _ = next(infer_batch_process((voice.audio, 24_000), voice.text, [text], engine.model, engine.vocoder,
-                                                progress=None, nfe_step=FAST["nfe_step"], device="cpu"))
+        theirs, _, _ = next(utils_infer.infer_batch_process((voice.audio, 24_000), voice.text, [text], model, vocoder,
+                                                            progress=None, nfe_step=FAST["nfe_step"], device="cpu"))
         assert ours.shape == theirs.shape
         np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-5)
 
