@@ -13,8 +13,9 @@ class TestPlan:
             "charactr/vocos-mel-24khz/pytorch_model.bin",
         ]
 
-    def test_e2tts_lives_in_its_own_repo(self):
-        assert plan("E2TTS_Base")[0] == HubFile("SWivid/E2-TTS", "E2TTS_Base/model_1200000.safetensors", "checkpoint")
+    def test_e2tts_is_not_served_its_backbone_is_no_dit(self):
+        with pytest.raises(BadModelRef, match="'E2TTS_Base'"):
+            plan("E2TTS_Base")
 
     def test_custom_checkpoint_replaces_only_the_checkpoint(self, tmp_path):
         files = plan("F5TTS_Base", ckpt=str(tmp_path / "model_last.safetensors"))
@@ -22,7 +23,7 @@ class TestPlan:
         assert files[1].ref == "SWivid/F5-TTS/F5TTS_Base/vocab.txt"
 
     def test_unknown_model_names_the_choices(self):
-        with pytest.raises(BadModelRef, match="F5TTS_v1_Base, F5TTS_Base, E2TTS_Base"):
+        with pytest.raises(BadModelRef, match="not one of F5TTS_v1_Base, F5TTS_Base;"):
             plan("F5TTS_v2")
 
 

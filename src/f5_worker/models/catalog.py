@@ -5,10 +5,9 @@ Confirmed against F5-TTS's own code (``src/f5_tts/api.py``, class ``F5TTS``; its
 
 - default model ``F5TTS_v1_Base``: ``hf://SWivid/F5-TTS/F5TTS_v1_Base/model_1250000.safetensors``;
 - ``F5TTS_Base`` (vocos): ``hf://SWivid/F5-TTS/F5TTS_Base/model_1200000.safetensors``;
-- ``E2TTS_Base``: in another repo, ``hf://SWivid/E2-TTS/E2TTS_Base/model_1200000.safetensors``;
 - vocab: ``<model>/vocab.txt`` beside each checkpoint (the model card lists
-  ``hf://SWivid/F5-TTS/F5TTS_v1_Base/vocab.txt``; ``F5TTS_Base/vocab.txt`` and
-  ``E2TTS_Base/vocab.txt`` are fetched the same way by F5-TTS's Gradio app and by others).
+  ``hf://SWivid/F5-TTS/F5TTS_v1_Base/vocab.txt``; ``F5TTS_Base/vocab.txt`` is fetched the same
+  way by F5-TTS's Gradio app and by others).
   The f5-tts package also ships ``infer/examples/vocab.txt``, which ``load_model`` uses
   when given no vocab; the repo's ``data/Emilia_ZH_EN_pinyin/vocab.txt`` is not in the wheel.
 - vocoder: ``charactr/vocos-mel-24khz``, files ``config.yaml`` and ``pytorch_model.bin``
@@ -17,6 +16,8 @@ Confirmed against F5-TTS's own code (``src/f5_tts/api.py``, class ``F5TTS``; its
 F5-TTS also ships configs ``F5TTS_Small``, ``F5TTS_v1_Small``, ``E2TTS_Small`` and
 ``F5TTS_Base_bigvgan`` (a ``.pt`` for the BigVGAN vocoder); none has a vocos checkpoint
 that ``F5TTS`` downloads, so they are left out: name one with F5_WORKER_CKPT instead.
+``E2TTS_Base`` (``hf://SWivid/E2-TTS/E2TTS_Base/model_1200000.safetensors``) is left out too: its
+backbone is F5-TTS's UNetT, not a DiT, and the worker runs DiTs only (``engine.nn``).
 """
 
 from __future__ import annotations
@@ -86,7 +87,6 @@ DEFAULT_MODEL = "F5TTS_v1_Base"
 MODELS: dict[str, Model] = {
     "F5TTS_v1_Base": _model("SWivid/F5-TTS", "F5TTS_v1_Base", 1250000),
     "F5TTS_Base": _model("SWivid/F5-TTS", "F5TTS_Base", 1200000),
-    "E2TTS_Base": _model("SWivid/E2-TTS", "E2TTS_Base", 1200000),
 }
 VOCOS = (
     HubFile("charactr/vocos-mel-24khz", "config.yaml", "vocoder_config"),
