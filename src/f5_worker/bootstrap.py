@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from . import __version__
+from .attention_choice import AttentionChoice
 from .flash_attn.provision import Verdict, lookup_published, provision
 from .models import ModelsConfig, ModelsReport, ensure_models, plan
 from .fsutil import write_json_atomic
@@ -94,7 +95,8 @@ def run(settings: Settings, *, defer_flash_attn: bool = False,
     mark = time.monotonic()
     verdict = lookup_published(settings, detect=detect) if defer_flash_attn and settings.flash_attn != "require" else None
     if verdict is None and defer_flash_attn and settings.flash_attn == "auto":
-        report.flash_attn = Verdict(mode=settings.flash_attn, backend="sdpa", reason=PENDING_REASON)
+        report.flash_attn = Verdict(mode=settings.flash_attn, backend="sdpa", reason=PENDING_REASON,
+                                    attention=AttentionChoice.sdpa(PENDING_REASON))
         report.pending.append("flash_attn")
         event(log, "flash_attn deferred", phase="flash_attn", reason=PENDING_REASON)
     else:

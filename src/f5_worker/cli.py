@@ -100,28 +100,35 @@ def cmd_serve(args, settings: Settings) -> int:
     """Listen at once (``/health`` says "initialising"), load on a thread, serve when ready."""
     import threading
 
-    import uvicorn
-
-    from .serving.api import build_app
     from .worker import Worker
 
-    worker = Worker(settings)  # constructing it imports nothing heavy: the load does, after the bootstrap
-    server = uvicorn.Server(uvicorn.Config(build_app(worker), host=args.host, port=args.port, log_level="warning",
-                                           timeout_graceful_shutdown=settings.shutdown_timeout_s))
+    worker = Worker(settings)
+    failed = threading.Event()
 
     def load() -> None:
         try:
             worker.load()
         except (ConfigError, F5WorkerError):
-            server.should_exit = True  # main() prints the reason below
+            failed.set()  # main() prints the reason below
         except BaseException:
             log.get_logger("worker").exception("the worker failed to load", extra={"phase": "worker.load"})
-            server.should_exit = True
+            failed.set()
         else:
             print(f"f5-worker: serving {worker.engine.info()['model']} on http://{args.host}:{args.port} "
                   f"(POST /runsync, /run, /v1/audio/speech; GET /health)", file=sys.stderr, flush=True)
 
+    # Loading starts first: importing torch on that thread overlaps importing the web stack on this one.
     threading.Thread(target=load, name="f5-worker-load", daemon=True).start()
+    import uvicorn
+
+    from .serving.api import build_app
+
+    class Server(uvicorn.Server):
+        async def on_tick(self, counter: int) -> bool:  # a failed load ends the process, with its reason
+            return failed.is_set() or await super().on_tick(counter)
+
+    server = Server(uvicorn.Config(build_app(worker), host=args.host, port=args.port, log_level="warning",
+                                   timeout_graceful_shutdown=settings.shutdown_timeout_s))
     # On SIGTERM uvicorn stops accepting, finishes the requests in flight (at most shutdown_timeout_s), exits.
     server.run()
     if worker.state == "failed":

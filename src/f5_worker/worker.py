@@ -133,8 +133,13 @@ class Worker:
             verdict = bootstrap.finish_flash_attn(self.settings, self.report, detect=self._detect)
             self._loaded.wait()
             engine = self.engine
-            if engine is not None and verdict.active and verdict.attention != engine.attention:
-                engine.use_attention(verdict.attention, self.tuning_dir)
+            if engine is None:
+                return
+            choice, now = verdict.attention, engine.attention
+            if (choice.single, choice.batch) != (now.single, now.batch):
+                engine.use_attention(choice, self.tuning_dir)
+            else:  # the same kernels: nothing to switch or measure again; only the reason is new
+                engine.attention = choice
         except Exception as exc:  # noqa: BLE001  the worker keeps serving on SDPA
             event(log, "flash_attn background step failed", phase="flash_attn.background", level=logging.WARNING,
                   error=f"{type(exc).__name__}: {exc}")
