@@ -1,8 +1,9 @@
 """Build F5-TTS and Vocos with the worker's own modules: from checkpoints, or with seeded random weights.
 
-With checkpoint files (the model cache's ``ModelFiles``), the modules are built on the meta device and
-take the file's tensors as they are read, on the serving device in the serving dtype (float16 on a
-CUDA GPU, float32 elsewhere: F5-TTS's choice; the vocoder stays float32, as F5-TTS keeps it).
+With checkpoint files (the model cache's ``ModelFiles``), the modules are built on the meta device,
+uninitialised (``nn.layers``: no random values drawn, no compiler stack imported), and take the file's
+tensors as they are read, on the serving device in the serving dtype (float16 on a CUDA GPU, float32
+elsewhere: F5-TTS's choice; the vocoder stays float32, as F5-TTS keeps it).
 
 Without checkpoint files the same architectures get seeded random weights: ``tiny-random`` at a toy
 size (tests and offline smoke runs), or a real size such as ``F5TTS_v1_Base`` for speed benchmarks
@@ -26,6 +27,7 @@ import torch
 from ..settings import TINY_RANDOM
 from .checkpoint import f5_tts_state_dict, load_into, read_tensors
 from .nn import F5TTS, DiT, DiTArch, MelSpec, Vocos, VocosConfig
+from .nn.layers import uninitialised
 from .text import VOCAB, load_vocab
 
 __all__ = ["ModelFiles", "TINY_RANDOM", "ARCHS", "model_arch", "serving_dtype", "build_model", "build_vocoder",
@@ -94,7 +96,7 @@ def load_f5tts(arch: DiTArch, checkpoint: Path, vocab: Path | None = None, *, de
     with ``vocab`` (default: F5-TTS's own), on ``device`` in the serving dtype."""
     dtype = serving_dtype(device)
     vocab_map = load_vocab(vocab or VOCAB)
-    with torch.device("meta"):
+    with torch.device("meta"), uninitialised():
         f5 = F5TTS(DiT(arch, text_num_embeds=len(vocab_map), mel_dim=N_MELS), vocab_map, MelSpec(n_mel_channels=N_MELS))
     tensors = read_tensors(checkpoint, device=device, dtype=dtype)
     state = f5_tts_state_dict(tensors, safetensors=Path(checkpoint).suffix == ".safetensors")
@@ -132,7 +134,7 @@ def build_vocoder(model: str, files: ModelFiles, *, device: str) -> Vocos:
 
 def load_vocos(config: Path, weights: Path, *, device: str) -> Vocos:
     """vocos' published files, as F5-TTS's ``load_vocoder`` loads them: float32 on ``device``."""
-    with torch.device("meta"):
+    with torch.device("meta"), uninitialised():
         vocoder = Vocos(VocosConfig.from_yaml(config))
     load_into(vocoder, read_tensors(weights, device=device, dtype=torch.float32), source=weights)
     return vocoder.eval()

@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .layers import Linear
 from .rotary import rotate
 
 __all__ = ["Attention", "BACKENDS"]
@@ -32,10 +33,10 @@ class Attention(nn.Module):
         self.heads, self.dim_head = heads, dim_head
         inner = heads * dim_head
         self.pe_attn_head = pe_attn_head  # F5TTS_Base rotates the first head only; None: all heads
-        self.to_q = nn.Linear(dim, inner)
-        self.to_k = nn.Linear(dim, inner)
-        self.to_v = nn.Linear(dim, inner)
-        self.to_out = nn.ModuleList([nn.Linear(inner, dim)])  # F5-TTS's index 1 is a dropout, no weights
+        self.to_q = Linear(dim, inner)
+        self.to_k = Linear(dim, inner)
+        self.to_v = Linear(dim, inner)
+        self.to_out = nn.ModuleList([Linear(inner, dim)])  # F5-TTS's index 1 is a dropout, no weights
         self.backend = "torch"
         self.masked = False
         self._qkv: tuple[torch.Tensor, torch.Tensor] | None = None

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .attention import Attention
+from .layers import Conv1d, Embedding, Linear
 from .rotary import RotaryEmbedding
 
 __all__ = ["DiTArch", "DiT", "DiTBlock", "TextEmbedding", "InputEmbedding", "ConvPositionEmbedding",
@@ -70,7 +71,7 @@ class TimestepEmbedding(nn.Module):
     def __init__(self, dim: int, freq_embed_dim: int = 256):
         super().__init__()
         self.time_embed = SinusPositionEmbedding(freq_embed_dim)
-        self.time_mlp = nn.Sequential(nn.Linear(freq_embed_dim, dim), nn.SiLU(), nn.Linear(dim, dim))
+        self.time_mlp = nn.Sequential(Linear(freq_embed_dim, dim), nn.SiLU(), Linear(dim, dim))
 
     def forward(self, timestep: torch.Tensor) -> torch.Tensor:
         return self.time_mlp(self.time_embed(timestep).to(timestep.dtype))
@@ -78,7 +79,8 @@ class TimestepEmbedding(nn.Module):
 
 def precompute_freqs_cis(dim: int, end: int, theta: float = 10000.0) -> torch.Tensor:
     """The text embedding's sinusoidal positions, (end, dim): cosines then sines."""
-    freqs = 1.0 / (theta ** (torch.arange(0, dim, 2)[: (dim // 2)].float() / dim))
+    # On the CPU, where F5-TTS computes them, also while a model is built on the meta device (``layers``).
+    freqs = 1.0 / (theta ** (torch.arange(0, dim, 2, device="cpu")[: (dim // 2)].float() / dim))
     freqs = torch.outer(torch.arange(end, device=freqs.device), freqs).float()
     return torch.cat([torch.cos(freqs), torch.sin(freqs)], dim=-1)
 
@@ -101,12 +103,12 @@ class ConvNeXtV2Block(nn.Module):
     def __init__(self, dim: int, intermediate_dim: int, dilation: int = 1):
         super().__init__()
         padding = (dilation * (7 - 1)) // 2
-        self.dwconv = nn.Conv1d(dim, dim, kernel_size=7, padding=padding, groups=dim, dilation=dilation)
+        self.dwconv = Conv1d(dim, dim, kernel_size=7, padding=padding, groups=dim, dilation=dilation)
         self.norm = nn.LayerNorm(dim, eps=1e-6)
-        self.pwconv1 = nn.Linear(dim, intermediate_dim)
+        self.pwconv1 = Linear(dim, intermediate_dim)
         self.act = nn.GELU()
         self.grn = GRN(intermediate_dim)
-        self.pwconv2 = nn.Linear(intermediate_dim, dim)
+        self.pwconv2 = Linear(intermediate_dim, dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.dwconv(x.transpose(1, 2)).transpose(1, 2)
@@ -125,7 +127,7 @@ class TextEmbedding(nn.Module):
     def __init__(self, text_num_embeds: int, text_dim: int, mask_padding: bool = True, conv_layers: int = 0,
                  conv_mult: int = 2):
         super().__init__()
-        self.text_embed = nn.Embedding(text_num_embeds + 1, text_dim)  # 0 is the filler token
+        self.text_embed = Embedding(text_num_embeds + 1, text_dim)  # 0 is the filler token
         self.mask_padding = mask_padding
         self.text_dim = text_dim
         self.extra_modeling = conv_layers > 0
@@ -198,9 +200,9 @@ class ConvPositionEmbedding(nn.Module):
     def __init__(self, dim: int, kernel_size: int = 31, groups: int = 16):
         super().__init__()
         self.conv1d = nn.Sequential(
-            nn.Conv1d(dim, dim, kernel_size, groups=groups, padding=kernel_size // 2),
+            Conv1d(dim, dim, kernel_size, groups=groups, padding=kernel_size // 2),
             nn.Mish(),
-            nn.Conv1d(dim, dim, kernel_size, groups=groups, padding=kernel_size // 2),
+            Conv1d(dim, dim, kernel_size, groups=groups, padding=kernel_size // 2),
             nn.Mish(),
         )
 
@@ -211,7 +213,7 @@ class ConvPositionEmbedding(nn.Module):
 class InputEmbedding(nn.Module):
     def __init__(self, mel_dim: int, text_dim: int, out_dim: int):
         super().__init__()
-        self.proj = nn.Linear(mel_dim * 2 + text_dim, out_dim)
+        self.proj = Linear(mel_dim * 2 + text_dim, out_dim)
         self.conv_pos_embed = ConvPositionEmbedding(dim=out_dim)
 
     def forward(self, x, cond, text_embed, mask=None):
@@ -225,7 +227,7 @@ class AdaLayerNorm(nn.Module):
     def __init__(self, dim: int):
         super().__init__()
         self.silu = nn.SiLU()
-        self.linear = nn.Linear(dim, dim * 6)
+        self.linear = Linear(dim, dim * 6)
         self.norm = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
 
     def forward(self, emb: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -237,7 +239,7 @@ class AdaLayerNorm_Final(nn.Module):  # noqa: N801  F5-TTS's name
     def __init__(self, dim: int):
         super().__init__()
         self.silu = nn.SiLU()
-        self.linear = nn.Linear(dim, dim * 2)
+        self.linear = Linear(dim, dim * 2)
         self.norm = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
 
     def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
@@ -250,8 +252,8 @@ class FeedForward(nn.Module):
         super().__init__()
         inner = int(dim * mult)
         # F5-TTS's layout: ff.0.0 (in), ff.1 (dropout, no weights), ff.2 (out).
-        self.ff = nn.Sequential(nn.Sequential(nn.Linear(dim, inner), nn.GELU(approximate="tanh")), nn.Identity(),
-                                nn.Linear(inner, dim))
+        self.ff = nn.Sequential(nn.Sequential(Linear(dim, inner), nn.GELU(approximate="tanh")), nn.Identity(),
+                                Linear(inner, dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.ff(x)
@@ -289,7 +291,7 @@ class DiT(nn.Module):
             for _ in range(arch.depth)
         ])
         self.norm_out = AdaLayerNorm_Final(arch.dim)
-        self.proj_out = nn.Linear(arch.dim, mel_dim)
+        self.proj_out = Linear(arch.dim, mel_dim)
         # F5-TTS zero-initialises the modulations and the output (for training); checkpoints overwrite them.
         for block in self.transformer_blocks:
             nn.init.zeros_(block.attn_norm.linear.weight)

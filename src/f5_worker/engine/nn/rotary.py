@@ -21,8 +21,9 @@ __all__ = ["RotaryEmbedding", "rotate"]
 class RotaryEmbedding(nn.Module):
     def __init__(self, dim: int, base: float = 10000.0):
         super().__init__()
-        # Persistent, as in x-transformers: F5-TTS's checkpoints carry ``rotary_embed.inv_freq``.
-        self.register_buffer("inv_freq", 1.0 / (base ** (torch.arange(0, dim, 2).float() / dim)))
+        # Persistent, as in x-transformers: F5-TTS's checkpoints carry ``rotary_embed.inv_freq``. Computed on
+        # the CPU even when the model is built on the meta device (see ``layers``), where a checkpoint replaces it.
+        self.register_buffer("inv_freq", 1.0 / (base ** (torch.arange(0, dim, 2, device="cpu").float() / dim)))
 
     def forward_from_seq_len(self, seq_len: int) -> tuple[torch.Tensor, float]:
         """x-transformers' ``(freqs, scale)``: freqs (1, seq_len, dim), each angle repeated for its pair."""

@@ -14,6 +14,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from .layers import Conv1d, Linear, initialising
+
 __all__ = ["VocosConfig", "Vocos", "VocosBackbone", "ISTFTHead", "ISTFT", "MelSpectrogramFeatures"]
 
 FEATURES = "vocos.feature_extractors.MelSpectrogramFeatures"
@@ -110,12 +112,12 @@ class MelSpectrogramFeatures(nn.Module):
 class ConvNeXtBlock(nn.Module):
     def __init__(self, dim: int, intermediate_dim: int, layer_scale_init_value: float):
         super().__init__()
-        self.dwconv = nn.Conv1d(dim, dim, kernel_size=7, padding=3, groups=dim)
+        self.dwconv = Conv1d(dim, dim, kernel_size=7, padding=3, groups=dim)
         self.norm = nn.LayerNorm(dim, eps=1e-6)
-        self.pwconv1 = nn.Linear(dim, intermediate_dim)
+        self.pwconv1 = Linear(dim, intermediate_dim)
         self.act = nn.GELU()
-        self.pwconv2 = nn.Linear(intermediate_dim, dim)
-        self.gamma = nn.Parameter(layer_scale_init_value * torch.ones(dim)) if layer_scale_init_value > 0 else None
+        self.pwconv2 = Linear(intermediate_dim, dim)
+        self.gamma = nn.Parameter(torch.full((dim,), layer_scale_init_value)) if layer_scale_init_value > 0 else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.pwconv2(self.act(self.pwconv1(self.norm(self.dwconv(x).transpose(1, 2)))))
@@ -129,12 +131,13 @@ class VocosBackbone(nn.Module):
                  layer_scale_init_value: float | None = None):
         super().__init__()
         self.input_channels = input_channels
-        self.embed = nn.Conv1d(input_channels, dim, kernel_size=7, padding=3)
+        self.embed = Conv1d(input_channels, dim, kernel_size=7, padding=3)
         self.norm = nn.LayerNorm(dim, eps=1e-6)
         scale = layer_scale_init_value or 1 / num_layers
         self.convnext = nn.ModuleList([ConvNeXtBlock(dim, intermediate_dim, scale) for _ in range(num_layers)])
         self.final_layer_norm = nn.LayerNorm(dim, eps=1e-6)
-        self.apply(self._init_weights)  # vocos' initialisation, so a seeded random vocoder is vocos' own
+        if initialising():
+            self.apply(self._init_weights)  # vocos' initialisation, so a seeded random vocoder is vocos' own
 
     @staticmethod
     def _init_weights(m: nn.Module) -> None:
@@ -158,7 +161,7 @@ class ISTFT(nn.Module):
         if padding not in ("center", "same"):
             raise ValueError("padding must be 'center' or 'same'")
         self.padding, self.n_fft, self.hop_length, self.win_length = padding, n_fft, hop_length, win_length
-        self.register_buffer("window", torch.hann_window(win_length))
+        self.register_buffer("window", torch.hann_window(win_length, device="cpu"))
 
     def forward(self, spec: torch.Tensor) -> torch.Tensor:
         """spec (batch, n_fft / 2 + 1, frames) complex -> (batch, samples)."""
@@ -180,7 +183,7 @@ class ISTFT(nn.Module):
 class ISTFTHead(nn.Module):
     def __init__(self, dim: int, n_fft: int, hop_length: int, padding: str = "same"):
         super().__init__()
-        self.out = nn.Linear(dim, n_fft + 2)
+        self.out = Linear(dim, n_fft + 2)
         self.istft = ISTFT(n_fft=n_fft, hop_length=hop_length, win_length=n_fft, padding=padding)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
