@@ -1,4 +1,4 @@
-"""One tiny-random engine per test process: building it costs seconds (F5-TTS's imports), using it is cheap."""
+"""One tiny-random engine per test process: building it costs a second, using it is cheap."""
 
 from __future__ import annotations
 

@@ -13,8 +13,9 @@ What differs is how the same function is computed:
   dim) activations already are channels-last, and cuDNN's grouped Conv1d would transpose them twice;
 - attention is ``attention.Attention`` (one q/k/v projection, complex rotation).
 
-Training-only options F5-TTS's shipped configs never set (``qk_norm``, ``long_skip_connection``,
-average upsampling of text, dropout, activation checkpointing) are left out; ``DiTArch`` rejects them.
+Options no published checkpoint uses (``qk_norm``, ``long_skip_connection``, average upsampling of
+text) and training-only ones (dropout, activation checkpointing) are left out: ``DiTArch`` has no field
+for them (``tests/engine/test_checkpoint.py`` checks F5-TTS's configs set none).
 """
 
 from __future__ import annotations
