@@ -122,6 +122,8 @@ class Start:
     exit_code: int | None = None
     first_log_s: float | None = None  # the first JSON log line: interpreter start and the worker's imports
     audio_bytes: int | None = None
+    settled_s: float | None = None  # /health lists nothing pending any more (flash-attn, tuning, graphs done)
+    settled_health: dict | None = None
     health: dict | None = None
     phases: list[dict] = field(default_factory=list)
     gaps: list[dict] = field(default_factory=list)  # time before ready that no phase covers
@@ -257,6 +259,17 @@ def start_once(args, scenario: str, volume: Path, logs: Path, tag: str) -> Start
             result.first_request_s = time.perf_counter() - began
             result.first_audio_s = since()
             result.audio_bytes = len(audio)
+            settle_until = time.perf_counter() + args.settle_timeout
+            while args.settle_timeout > 0 and time.perf_counter() < settle_until:
+                try:
+                    _status, _headers, raw = request(port, "GET", "/health", timeout=5.0)
+                    body = json.loads(raw)
+                except (OSError, http.client.HTTPException, ValueError):
+                    body = {}
+                if isinstance(body, dict) and body.get("pending") == []:
+                    result.settled_s, result.settled_health = since(), body
+                    break
+                time.sleep(0.1)
         except StartFailed as exc:
             result.error = str(exc)
         except (OSError, http.client.HTTPException) as exc:
@@ -350,7 +363,7 @@ def scenario_summary(starts: list[Start]) -> dict:
     return {
         "runs": len(starts), "failed": len(starts) - len(good),
         **{name: summary(values(name)) for name in
-           ("listening_s", "initialising_s", "ready_s", "first_audio_s", "first_request_s", "stop_s", "first_log_s",
+           ("listening_s", "initialising_s", "ready_s", "first_audio_s", "first_request_s", "settled_s", "stop_s", "first_log_s",
             "unlogged_s")},
         "phases": phase_breakdown(good),
         "gaps": gap_breakdown(good),
@@ -359,7 +372,7 @@ def scenario_summary(starts: list[Start]) -> dict:
 
 def print_scenario(name: str, result: dict) -> None:
     print(f"\n== volume {name}: {result['runs']} runs, {result['failed']} failed")
-    for key in ("listening_s", "initialising_s", "ready_s", "first_audio_s", "first_request_s", "stop_s", "first_log_s",
+    for key in ("listening_s", "initialising_s", "ready_s", "first_audio_s", "first_request_s", "settled_s", "stop_s", "first_log_s",
                 "unlogged_s"):
         s = result[key]
         if s["runs"]:
@@ -388,6 +401,9 @@ def main() -> int:
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds a start may take to be ready")
     parser.add_argument("--request-timeout", type=float, default=300.0)
     parser.add_argument("--stop-timeout", type=float, default=90.0)
+    parser.add_argument("--settle-timeout", type=float, default=180.0,
+                        help="after the first audio, wait this long for /health to list nothing pending (0: don't); "
+                             "the warm volume is prepared by a start that settled")
     parser.add_argument("--work-dir", type=Path, help="where volumes and logs go (default: a temp dir, removed)")
     parser.add_argument("--keep", action="store_true", help="keep the volumes and the servers' logs")
     parser.add_argument("--json", type=Path, help="write everything here")
