@@ -8,7 +8,7 @@ for part in ${PARTS:-sampler sdpa flash}; do
   echo "== $part"
   case $part in
     sampler) timeout 200 python3 bench/sampler_speed.py --batches 1,8,32 --json "$OUT/sampler.json" 2>"$OUT/sampler.log" | quiet ;;
-    sdpa) timeout 240 python3 bench/throughput.py --json "$OUT/throughput-sdpa.json" 2>"$OUT/throughput-sdpa.log" | quiet ;;
+    sdpa) timeout 240 python3 bench/throughput.py ${CONCURRENCY:+--concurrency $CONCURRENCY} --json "$OUT/throughput-sdpa.json" 2>"$OUT/throughput-sdpa.log" | quiet ;;
     flash) timeout 240 python3 bench/throughput.py --single-backend flash_attn --batch-backend flash_attn \
              --json "$OUT/throughput-flash.json" 2>"$OUT/throughput-flash.log" | quiet ;;
     mixed) timeout 240 python3 bench/throughput.py --lengths mixed --batch-backend flash_attn --tune \

@@ -54,8 +54,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--concurrency", default="1,2,4,8,16,32,64")
     parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--single-backend", default="torch")
-    parser.add_argument("--batch-backend", default="torch")
+    parser.add_argument("--single-backend", default="sdpa", choices=("sdpa", "flash_attn"))
+    parser.add_argument("--batch-backend", default="sdpa", choices=("sdpa", "flash_attn"))
     parser.add_argument("--lengths", choices=("same", "mixed"), default="same")
     parser.add_argument("--no-graphs", action="store_true")
     parser.add_argument("--tune", action="store_true", help="let the engine measure its mixed-length policy first")
@@ -64,16 +64,19 @@ def main() -> int:
     parser.add_argument("--json")
     args = parser.parse_args()
 
+    from f5_worker.attention_choice import AttentionChoice
     from f5_worker.engine.engine import Engine, EngineConfig, SynthesisParams
     from f5_worker.engine.models import ModelFiles
 
     levels = [int(v) for v in args.concurrency.split(",")]
-    engine = Engine(EngineConfig(model=args.model, files=ModelFiles(), attn_backend=args.single_backend,
-                                 batch_attn_backend=args.batch_backend, max_batch=max(levels), device=args.device,
-                                 cuda_graphs=not args.no_graphs))
+    attention = AttentionChoice(args.single_backend, args.batch_backend, "--single-backend", "--batch-backend")
+    engine = Engine(EngineConfig(model=args.model, files=ModelFiles(), attention=attention, max_batch=max(levels),
+                                 device=args.device, cuda_graphs=not args.no_graphs))
     engine.warm_up()
-    if args.tune:
-        engine.tune()
+    if args.tune:  # the mixed-length policy (and graphs) as a start measures them, then no more background work
+        engine.start_background()
+        while engine.pending:
+            time.sleep(0.1)
     rng = np.random.default_rng(0)
     voice = engine.reference((0.1 * rng.standard_normal(int(REF_S * SR))).astype(np.float32), REF_TEXT.strip())
     cuda = args.device == "cuda"
