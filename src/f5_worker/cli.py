@@ -96,6 +96,9 @@ def cmd_init(args, settings: Settings) -> int:
     return 0
 
 
+IMPORT_WAIT_S = 60.0  # at most this long without listening, however slow torch's import is
+
+
 def cmd_serve(args, settings: Settings) -> int:
     """Listen at once (``/health`` says "initialising"), load on a thread, serve when ready."""
     import threading
@@ -117,8 +120,10 @@ def cmd_serve(args, settings: Settings) -> int:
             print(f"f5-worker: serving {worker.engine.info()['model']} on http://{args.host}:{args.port} "
                   f"(POST /runsync, /run, /v1/audio/speech; GET /health)", file=sys.stderr, flush=True)
 
-    # Loading starts first: importing torch on that thread overlaps importing the web stack on this one.
     threading.Thread(target=load, name="f5-worker-load", daemon=True).start()
+    # Imports hold the GIL: two at once each take the time of both. torch goes first (the path to ready);
+    # the web stack then imports while the GPU and the disk do the load's work (measured: BENCHMARKS.md).
+    worker.torch_imported.wait(IMPORT_WAIT_S)
     import uvicorn
 
     from .serving.api import build_app

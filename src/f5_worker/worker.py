@@ -46,6 +46,7 @@ class Worker:
         self.background: threading.Thread | None = None  # the deferred flash-attn step, if any
         self._detect = detect
         self._loaded = threading.Event()  # the engine exists (ready or not yet warmed up)
+        self.torch_imported = threading.Event()  # set once torch is imported (or failed to import)
 
     @property
     def engine(self):
@@ -83,10 +84,16 @@ class Worker:
         except BaseException as exc:
             self.state, self.error = "failed", str(exc) or type(exc).__name__
             self._loaded.set()
+            self.torch_imported.set()
             raise
         return self
 
     def _load(self, warm_up: bool) -> None:
+        # torch takes seconds to import, nearly all of it holding the GIL: on its own thread it overlaps the
+        # bootstrap's file and network work (a model migrated or downloaded on a new volume). Importing it
+        # imports no flash_attn, so it may come before the bootstrap.
+        torch_import = threading.Thread(target=self._import_torch, name="f5-worker-import-torch", daemon=True)
+        torch_import.start()
         settings, report = bootstrap.run(self.settings, defer_flash_attn=True, detect=self._detect)
         self.settings, self.report = settings, report
         if "flash_attn" in report.pending:
@@ -95,6 +102,7 @@ class Worker:
             self.background.start()
 
         # Only now may the engine import torch's attention paths: a published flash_attn is on sys.path.
+        torch_import.join()
         from .engine.engine import Engine, EngineConfig
         from .engine.models import ModelFiles
         from .serving.request import Limits
@@ -123,6 +131,13 @@ class Worker:
         self.state = "ready"
         event(log, "worker ready", phase="worker.ready", since_start_s=round(time.monotonic() - self.started, 3),
               attention=str(engine.attention), pending=self.health()["pending"])
+
+    def _import_torch(self) -> None:
+        try:
+            with phase(log, "import.torch"):
+                import torch  # noqa: F401
+        finally:
+            self.torch_imported.set()
 
     @property
     def tuning_dir(self) -> Path:

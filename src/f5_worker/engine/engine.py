@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from ..attention_choice import SDPA, AttentionChoice
-from ..log import event, get_logger
+from ..log import event, get_logger, phase
 from .batcher import Batcher
 from .models import HOP_LENGTH, SAMPLE_RATE, ModelFiles, build_model, build_vocoder
 from .sampler import SampleRequest, Sampler, SamplingConfig
@@ -131,11 +131,17 @@ def crossfade(waves: Iterator[np.ndarray], fade: int) -> Iterator[np.ndarray]:
 class Engine:
     def __init__(self, config: EngineConfig):
         self.config = config
-        self.device = config.device or ("cuda" if torch.cuda.is_available() else "cpu")
         started = time.monotonic()
-        self.model = build_model(config.model, config.files, attn_backend="torch",
-                                 attn_mask_enabled=False, device=self.device)
-        self.vocoder = build_vocoder(config.model, config.files, device=self.device)
+        self.device = config.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        if self.device.startswith("cuda"):
+            with phase(log, "engine.cuda_init"):  # the driver's context: timed apart from reading weights
+                torch.cuda.init()
+                torch.empty(1, device=self.device)
+        with phase(log, "engine.model", random_weights=config.files.checkpoint is None):
+            self.model = build_model(config.model, config.files, attn_backend="torch",
+                                     attn_mask_enabled=False, device=self.device)
+        with phase(log, "engine.vocoder"):
+            self.vocoder = build_vocoder(config.model, config.files, device=self.device)
         self.dtype = next(self.model.parameters()).dtype
         self.attention = config.attention
         self.sampler = Sampler(self.model, backends=_sampler_backends(config.attention), cuda_graphs=config.cuda_graphs)
@@ -268,12 +274,21 @@ class Engine:
         return audio
 
     def warm_up(self) -> float:
-        """One short synthesis, so the first request pays no allocation or kernel-selection cost."""
+        """One short synthesis, so the first request pays no library set-up, kernel loading or allocator growth.
+
+        Run eagerly: a step graph serves one length only, and the first request's length is unknown, so
+        capturing one here (~0.4 s on an H200) would only delay readiness; the graphs of likely lengths are
+        captured in the background (``start_background``). Call before serving.
+        """
         started = time.monotonic()
         rng = np.random.default_rng(0)
         voice = (0.1 * rng.standard_normal(SAMPLE_RATE * 2)).astype(np.float32)
-        self.synthesize(self.reference(voice, "Warm up."), "Warming up the worker.",
-                        SynthesisParams(nfe_step=2, seed=0))
+        graphs, self.sampler.cuda_graphs = self.sampler.cuda_graphs, False
+        try:
+            self.synthesize(self.reference(voice, "Warm up."), "Warming up the worker.",
+                            SynthesisParams(nfe_step=2, seed=0))
+        finally:
+            self.sampler.cuda_graphs = graphs
         seconds = round(time.monotonic() - started, 3)
         event(log, "engine warmed up", phase="engine.warm_up", duration_ms=seconds * 1000)
         return seconds
