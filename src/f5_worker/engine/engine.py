@@ -156,7 +156,7 @@ class Engine:
         self.load_seconds = round(time.monotonic() - started, 3)
         event(log, "engine loaded", phase="engine.load", model=config.model, device=self.device,
               dtype=str(self.dtype), attention=str(config.attention), max_batch=self.batcher.max_batch,
-              duration_ms=self.load_seconds * 1000)
+              load_seconds=self.load_seconds)  # the worker's engine.load phase carries the duration
 
     @property
     def random_weights(self) -> bool:
