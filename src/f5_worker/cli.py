@@ -101,10 +101,17 @@ IMPORT_WAIT_S = 60.0  # at most this long without listening, however slow torch'
 
 def cmd_serve(args, settings: Settings) -> int:
     """Listen at once (``/health`` says "initialising"), load on a thread, serve when ready."""
+    import os
     import threading
 
+    from .serving.listen import listen_plan, on_runpod
     from .worker import Worker
 
+    where = listen_plan(os.environ, args.host, args.port)
+    if where.all_interfaces and not settings.api_key and not on_runpod(os.environ):
+        log.get_logger("serving").warning(
+            "listening on all interfaces without an API key: anyone who reaches this port can use the worker "
+            "(set F5_WORKER_API_KEY)", extra={"phase": "serve.listen", "host": where.host, "port": where.port})
     worker = Worker(settings)
     failed = threading.Event()
 
@@ -117,7 +124,7 @@ def cmd_serve(args, settings: Settings) -> int:
             log.get_logger("worker").exception("the worker failed to load", extra={"phase": "worker.load"})
             failed.set()
         else:
-            print(f"f5-worker: serving {worker.engine.info()['model']} on http://{args.host}:{args.port} "
+            print(f"f5-worker: serving {worker.engine.info()['model']} on http://{where.host}:{where.port} "
                   f"(POST /runsync, /run, /v1/audio/speech; GET /health)", file=sys.stderr, flush=True)
 
     threading.Thread(target=load, name="f5-worker-load", daemon=True).start()
@@ -128,11 +135,16 @@ def cmd_serve(args, settings: Settings) -> int:
 
     from .serving.api import build_app
 
+    if where.health_port != where.port:  # RunPod's PORT_HEALTH: /ping on its own listener
+        from .serving.ping import serve_ping
+
+        serve_ping(worker, where.host, where.health_port)
+
     class Server(uvicorn.Server):
         async def on_tick(self, counter: int) -> bool:  # a failed load ends the process, with its reason
             return failed.is_set() or await super().on_tick(counter)
 
-    server = Server(uvicorn.Config(build_app(worker), host=args.host, port=args.port, log_level="warning",
+    server = Server(uvicorn.Config(build_app(worker), host=where.host, port=where.port, log_level="warning",
                                    timeout_graceful_shutdown=settings.shutdown_timeout_s))
     # On SIGTERM uvicorn stops accepting, finishes the requests in flight (at most shutdown_timeout_s), exits.
     server.run()
@@ -173,7 +185,8 @@ def cmd_doctor(args, settings: Settings) -> int:
     published = install.published_installs(installs_dir)
     data = {
         "worker_version": __version__,
-        "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(settings).items()},
+        "settings": {k: (str(v) if isinstance(v, Path) else "(set)" if k == "api_key" and v else v)
+                     for k, v in vars(settings).items()},
         "fingerprint": fp.to_json(),
         "runtime_key": fp.runtime_key(),
         "plan": plan.to_json(),
@@ -202,8 +215,8 @@ def _parser() -> argparse.ArgumentParser:
 
     with_json(sub.add_parser("init", help="run the bootstrap and print its report")).set_defaults(func=cmd_init)
     serve = sub.add_parser("serve", help="run the bootstrap, then serve the local HTTP API")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--host", help="default: 0.0.0.0 when RunPod sets PORT (load balancing), else 127.0.0.1")
+    serve.add_argument("--port", type=int, help="default: $PORT (RunPod load balancing), else 8000")
     serve.set_defaults(func=cmd_serve)
     sub.add_parser("runpod", help="run the bootstrap, then the RunPod serverless handler").set_defaults(func=cmd_runpod)
     with_json(sub.add_parser("doctor", help="fingerprint, plan, published installs")).set_defaults(func=cmd_doctor)

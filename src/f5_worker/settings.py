@@ -128,6 +128,9 @@ class Settings:
     ref_download_timeout_s: float = 15.0
     ref_allow_http: bool = False
     log_format: str = "json"
+    # The HTTP API (`serve`)
+    api_key: str | None = field(default=None, repr=False)  # F5_WORKER_API_KEY: Bearer token for every route but /ping, /health
+    max_wait_s: float = 30.0  # a synthesis that could not start within this long is refused (429, Retry-After)
 
     def __post_init__(self) -> None:
         if self.flash_attn not in FLASH_ATTN_MODES:
@@ -138,6 +141,8 @@ class Settings:
             raise ConfigError(f"{PREFIX}CONCURRENCY and {PREFIX}MAX_BATCH must be 0 (auto) or more")
         if not 0 <= self.batch_window_ms <= 1000:
             raise ConfigError(f"{PREFIX}BATCH_WINDOW_MS={self.batch_window_ms:g} must be between 0 and 1000")
+        if self.max_wait_s <= 0:
+            raise ConfigError(f"{PREFIX}MAX_WAIT_S={self.max_wait_s:g} must be more than 0 seconds")
         if self.log_format not in ("json", "text"):
             raise ConfigError(f"{PREFIX}LOG_FORMAT={self.log_format!r} is not json or text")
 
@@ -215,6 +220,10 @@ class Settings:
                 values[name.lower()] = _bool(name, raw[name])
         if "LOG_FORMAT" in raw:
             values["log_format"] = raw["LOG_FORMAT"].strip().lower()
+        if raw.get("API_KEY", "").strip():
+            values["api_key"] = raw["API_KEY"].strip()
+        if "MAX_WAIT_S" in raw:
+            values["max_wait_s"] = _float("MAX_WAIT_S", raw["MAX_WAIT_S"])
         values.update(overrides)
         values.setdefault("volume", default_volume())
         return cls(**values)

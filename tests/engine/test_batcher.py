@@ -182,3 +182,19 @@ def test_failing_idle_work_is_dropped_and_serving_goes_on():
         time.sleep(0.01)
     assert batcher.idle is None
     assert batcher.submit(2).result(timeout=10) == 20
+
+
+def test_expected_wait_counts_the_batches_ahead_at_the_measured_time_per_batch():
+    gate = threading.Event()
+    batcher = Batcher(lambda payloads: [gate.wait(10) and p for p in payloads], max_batch=2, window_s=0.0)
+    assert batcher.expected_wait_s() == 0.0 and batcher.alive
+    batcher.batch_seconds = 0.5  # as if measured
+    futures = [batcher.submit(i) for i in range(5)]
+    while batcher.queued != 3:  # the first two run (held at the gate), three wait: two batches
+        threading.Event().wait(0.01)
+    assert batcher.expected_wait_s() == (2 + 1) * 0.5  # the batches ahead, plus the one running
+    gate.set()
+    assert [f.result(timeout=10) for f in futures] == [0, 1, 2, 3, 4]
+    assert 0 < batcher.batch_seconds < 0.5  # measured now: a moving average of real batches
+    batcher.close()
+    assert not batcher.alive

@@ -63,6 +63,7 @@ class Batcher(Generic[J]):
         self._closed = False
         self.idle: Callable[[], bool] | None = None
         self.batches = 0  # batches run so far (for logs and tests)
+        self.batch_seconds = 0.0  # a moving average of how long a batch takes (0 until one has run)
         self._thread = threading.Thread(target=self._loop, name=f"f5-worker-{name}", daemon=True)
         self._thread.start()
         # A daemon thread frozen inside a torch call at interpreter exit aborts the process.
@@ -87,6 +88,18 @@ class Batcher(Generic[J]):
         """Jobs waiting for the thread."""
         with self._cond:
             return len(self._queue)
+
+    @property
+    def alive(self) -> bool:
+        """The thread every request needs is running (False once closed or if it died)."""
+        return self._thread.is_alive()
+
+    def expected_wait_s(self) -> float:
+        """How long a job submitted now would wait before its batch starts: the batches queued ahead of
+        it (and the one running) at the measured time per batch. 0 before any batch has run."""
+        with self._cond:
+            waiting = len(self._queue)
+        return (-(-waiting // self.max_batch) + 1) * self.batch_seconds if waiting else 0.0
 
     def submit_call(self, fn: Callable[[], Any]) -> Future:
         """Run ``fn`` alone on the batcher's thread, between batches (warm-up, measurements)."""
@@ -167,8 +180,11 @@ class Batcher(Generic[J]):
             _settle(batch[0], batch[0].payload)
             return
         self.batches += 1
+        began = time.monotonic()
         try:
             outcomes = self._run_batch([job.payload for job in batch])
+            took = time.monotonic() - began
+            self.batch_seconds = took if not self.batch_seconds else 0.8 * self.batch_seconds + 0.2 * took
             if len(outcomes) != len(batch):
                 raise RuntimeError(f"run_batch returned {len(outcomes)} outcomes for {len(batch)} jobs")
         except BaseException as exc:  # noqa: BLE001  one bad job must not fail its neighbours

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
+import math
 import time
 
 from fastapi import FastAPI, Request
@@ -23,17 +25,52 @@ from ..log import event, get_logger
 from .errors import ServingError
 from .formats import CONTENT_TYPES
 from .jobs import Jobs
+from .ping import ping_status
 from .request import parse_openai_speech
 
 __all__ = ["build_app"]
 
 log = get_logger("serving.api")
 RETRY_AFTER_S = 5
+OPEN_PATHS = frozenset({"/ping", "/health"})  # answered without the API key: load balancers and probes call them
+
+
+class BearerAuth:
+    """ASGI middleware: with a key configured, every route but ``OPEN_PATHS`` needs ``Authorization: Bearer KEY``
+    (compared in constant time). A middleware rather than a per-route check, so a new route cannot be left open."""
+
+    def __init__(self, app, key: str | None):
+        self.app, self.key = app, (key or "").encode()
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http" and self.key and scope["path"] not in OPEN_PATHS:
+            header = dict(scope.get("headers") or []).get(b"authorization", b"")
+            scheme, _, token = header.partition(b" ")
+            if scheme.lower() != b"bearer" or not hmac.compare_digest(token.strip(), self.key):
+                response = JSONResponse(
+                    {"error": {"message": "missing or wrong API key: send Authorization: Bearer <F5_WORKER_API_KEY>",
+                               "type": "invalid_request_error", "code": "invalid_api_key"}},
+                    status_code=401, headers={"WWW-Authenticate": "Bearer"})
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 def _openai_error(message: str, status: int) -> JSONResponse:
     kind = "invalid_request_error" if status == 400 else "server_error"
     return JSONResponse({"error": {"message": message, "type": kind}}, status_code=status)
+
+
+def _busy(worker) -> JSONResponse | None:
+    """429 when the work already waiting could not let a new synthesis start within ``max_wait_s``:
+    with no queue in front (a load-balancing endpoint), refusing early beats queueing without limit."""
+    wait = worker.engine.batcher.expected_wait_s()
+    if wait <= worker.settings.max_wait_s:
+        return None
+    return JSONResponse({"error": {"message": f"the worker is busy: a new request would wait ~{wait:.0f} s, over "
+                                              f"its {worker.settings.max_wait_s:g} s bound; retry later",
+                                   "type": "rate_limit_error", "code": "busy"}},
+                        status_code=429, headers={"Retry-After": str(max(1, math.ceil(wait)))})
 
 
 def _not_ready(worker) -> JSONResponse:
@@ -57,6 +94,7 @@ def build_app(worker) -> FastAPI:
         yield
 
     app = FastAPI(title="f5-worker", version=worker.version, lifespan=lifespan)
+    app.add_middleware(BearerAuth, key=worker.settings.api_key)
     jobs: dict[str, Jobs] = {}  # made once the service exists
 
     def job_runner() -> Jobs:
@@ -68,7 +106,12 @@ def build_app(worker) -> FastAPI:
 
     @app.get("/health", summary="Readiness, the engine, the attention kernels, and what is still pending")
     async def health():
-        return JSONResponse(worker.health(), status_code=200 if worker.state == "ready" else 503)
+        return JSONResponse(worker.health(), status_code=200 if ping_status(worker)[0] == 200 else 503)
+
+    @app.get("/ping", summary="RunPod load balancer's check: 204 initialising, 200 healthy, 503 unhealthy")
+    async def ping():
+        code, body = ping_status(worker)
+        return Response(status_code=204) if body is None else JSONResponse(body, status_code=code)
 
     async def job_input(request: Request):
         body = await _json_body(request)
@@ -80,6 +123,8 @@ def build_app(worker) -> FastAPI:
     async def runsync(request: Request):
         if worker.state != "ready":
             return _not_ready(worker)
+        if busy := _busy(worker):
+            return busy
         payload, problem = await job_input(request)
         if problem:
             return problem
@@ -90,6 +135,8 @@ def build_app(worker) -> FastAPI:
     async def run(request: Request):
         if worker.state != "ready":
             return _not_ready(worker)
+        if busy := _busy(worker):
+            return busy
         payload, problem = await job_input(request)
         if problem:
             return problem
@@ -127,6 +174,8 @@ def build_app(worker) -> FastAPI:
     async def speech(request: Request):
         if worker.state != "ready":
             return _not_ready(worker)
+        if busy := _busy(worker):
+            return busy
         payload = await _json_body(request)
         if payload is None:
             return _openai_error("the body is not JSON", 400)
