@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .. import params as defaults
 from ..attention_choice import SDPA, AttentionChoice
 from ..log import event, get_logger, phase
 from .batcher import Batcher
@@ -67,13 +68,13 @@ class EngineConfig:
 
 @dataclass(frozen=True)
 class SynthesisParams:
-    speed: float = 1.0
-    nfe_step: int = 32
-    cfg_strength: float = 2.0
-    sway_sampling_coef: float = -1.0
-    cross_fade_duration: float = 0.15
+    speed: float = defaults.SPEED  # F5-TTS's, in one place (f5_worker.params)
+    nfe_step: int = defaults.NFE_STEP
+    cfg_strength: float = defaults.CFG_STRENGTH
+    sway_sampling_coef: float = defaults.SWAY_SAMPLING_COEF
+    cross_fade_duration: float = defaults.CROSS_FADE_DURATION
     seed: int | None = None
-    remove_silence: bool = False
+    remove_silence: bool = defaults.REMOVE_SILENCE
 
 
 @dataclass(frozen=True)
@@ -247,11 +248,17 @@ class Engine:
         return outcomes
 
     def _chunk_waves(self, reference: Reference, pieces: list[str], params: SynthesisParams, seed: int,
-                     cancelled: Callable[[], bool] | None) -> Iterator[np.ndarray]:
-        # All chunks are submitted at once, so a long text is sampled as one batch.
+                     cancelled: Callable[[], bool] | None, first_alone: bool = False) -> Iterator[np.ndarray]:
+        # All chunks are submitted at once, so a long text is sampled as one batch; or, for a listener
+        # waiting on the first audio, the first chunk alone and the rest once it has started.
         chunks = [self._prepare(reference, piece, params, seed + index) for index, piece in enumerate(pieces)]
-        futures = [self.batcher.submit(chunk, key=chunk.config, size=chunk.frames) for chunk in chunks]
+        futures: list[Future] = []
         try:
+            for index, chunk in enumerate(chunks):
+                if first_alone and index == 1:
+                    while not (futures[0].running() or futures[0].done()) and not (cancelled and cancelled()):
+                        time.sleep(0.002)
+                futures.append(self.batcher.submit(chunk, key=chunk.config, size=chunk.frames))
             for index, future in enumerate(futures):
                 yield _wait(future, cancelled, f"chunk {index + 1} of {len(pieces)}")
         finally:
@@ -259,12 +266,15 @@ class Engine:
                 future.cancel()  # drops chunks not yet started: cancelled, failed or abandoned requests
 
     def stream(self, reference: Reference, text: str, params: SynthesisParams = SynthesisParams(),
-               cancelled: Callable[[], bool] | None = None) -> Iterator[np.ndarray]:
-        """Audio in pieces, in order, as each text chunk is synthesised (cross-faded)."""
+               cancelled: Callable[[], bool] | None = None, *, first_alone: bool = False) -> Iterator[np.ndarray]:
+        """Audio in pieces, in order, as each text chunk is synthesised (cross-faded).
+
+        ``first_alone``: sample the first chunk in a batch of its own, so its audio comes out before the
+        rest is done (for a listener; the whole text in one batch finishes sooner overall)."""
         seed = params.seed if params.seed is not None else random.randrange(2**31)
         pieces = self.chunks(reference, text, params.speed)
         fade = int(params.cross_fade_duration * SAMPLE_RATE)
-        yield from crossfade(self._chunk_waves(reference, pieces, params, seed, cancelled), fade)
+        yield from crossfade(self._chunk_waves(reference, pieces, params, seed, cancelled, first_alone), fade)
 
     def synthesize(self, reference: Reference, text: str, params: SynthesisParams = SynthesisParams(),
                    cancelled: Callable[[], bool] | None = None) -> np.ndarray:
@@ -434,10 +444,6 @@ def _wait(future: Future, cancelled: Callable[[], bool] | None, what: str, poll_
 
 def _remove_long_silences(audio: np.ndarray) -> np.ndarray:
     """F5-TTS's remove_silence_for_generated_wav: drop silences over 1 s (below -50 dBFS), keep 500 ms of each."""
-    from pydub import AudioSegment, silence
+    from ..serving.refclip import remove_long_silences  # numpy only: the one silence algorithm
 
-    pcm = (np.clip(audio, -1, 1) * 32767).astype(np.int16)
-    segment = AudioSegment(pcm.tobytes(), frame_rate=SAMPLE_RATE, sample_width=2, channels=1)
-    kept = silence.split_on_silence(segment, min_silence_len=1000, silence_thresh=-50, keep_silence=500, seek_step=10)
-    joined = sum(kept, AudioSegment.silent(duration=0)) if kept else segment
-    return np.frombuffer(joined.raw_data, dtype=np.int16).astype(np.float32) / 32767
+    return remove_long_silences(audio, SAMPLE_RATE)

@@ -19,14 +19,16 @@ import math
 import time
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from ..log import event, get_logger
-from .errors import ServingError
+from .errors import RequestError, ServingError
 from .formats import CONTENT_TYPES
 from .jobs import Jobs
 from .ping import ping_status
-from .request import parse_openai_speech
+from .request import openai_stream_format, parse_openai_speech
+from .speech_stream import SpeechStream
+from .stream_encode import STREAMABLE
 
 __all__ = ["build_app"]
 
@@ -182,7 +184,16 @@ def build_app(worker) -> FastAPI:
         service = worker.service
         try:
             synthesis = parse_openai_speech(payload, service.config.limits)
-            data, _meta = await asyncio.to_thread(service.render, synthesis)
+            sse = openai_stream_format(payload) == "sse"
+            if synthesis.output_format in STREAMABLE:  # sent as each text chunk is done
+                stream = await SpeechStream(service, synthesis, sse=sse).open()
+                return StreamingResponse(stream.body(), headers={"Cache-Control": "no-store"},
+                                         media_type="text/event-stream" if sse else CONTENT_TYPES[synthesis.output_format])
+            if sse:
+                raise RequestError(f"response_format {synthesis.output_format!r} cannot be streamed as events (its "
+                                   f"header needs the totals); use one of {', '.join(STREAMABLE)}",
+                                   field="response_format")
+            data, _meta = await asyncio.to_thread(service.render, synthesis)  # flac: whole, once done
         except ServingError as exc:
             return _openai_error(str(exc), 400)
         except Exception:

@@ -369,7 +369,15 @@ def parse_request(payload: object, limits: Limits = Limits()) -> SynthesisReques
 
 # OpenAI's response_format -> ours; aac is OpenAI's and not ours (libsndfile cannot write it).
 OPENAI_FORMATS = {"mp3": "mp3", "opus": "opus", "flac": "flac", "wav": "wav", "pcm": "pcm"}
-_OPENAI_FIELDS = ("model", "input", "voice", "response_format", "speed", "instructions", "stream_format")
+_OPENAI_FIELDS = ("model", "input", "voice", "response_format", "speed", "instructions", "stream_format", "seed")
+
+
+OPENAI_STREAM_FORMATS = ("audio", "sse")  # the body's bytes as they are made, or server-sent events
+
+
+def openai_stream_format(payload: Mapping) -> str:
+    """The ``stream_format`` of a body ``parse_openai_speech`` accepted."""
+    return payload.get("stream_format") or "audio"
 
 
 def parse_openai_speech(payload: object, limits: Limits = Limits()) -> SynthesisRequest:
@@ -395,9 +403,10 @@ def parse_openai_speech(payload: object, limits: Limits = Limits()) -> Synthesis
                                        f"use one of {', '.join(OPENAI_FORMATS)}")
     fmt = _choice("response_format", fmt, tuple(OPENAI_FORMATS))
     stream_format = body.get("stream_format", "audio")
-    if stream_format != "audio":
-        raise _fail("stream_format", f"stream_format must be 'audio' (server-sent events are not supported), "
-                                     f"got {_show(stream_format)}")
+    if stream_format not in OPENAI_STREAM_FORMATS:
+        raise _fail("stream_format", f"stream_format must be 'audio' or 'sse', got {_show(stream_format)}")
     speed_range = _RANGES["speed"]
     speed = 1.0 if body.get("speed") is None else _number("speed", body["speed"], *speed_range)
-    return SynthesisRequest(text=text, ref_audio=ref, speed=speed, output_format=OPENAI_FORMATS[fmt])
+    # An extension (the openai client's extra_body): the same seed gives the same audio, streamed or whole.
+    seed = None if body.get("seed") is None else _number("seed", body["seed"], *_RANGES["seed"])
+    return SynthesisRequest(text=text, ref_audio=ref, speed=speed, output_format=OPENAI_FORMATS[fmt], seed=seed)
