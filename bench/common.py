@@ -1,0 +1,104 @@
+"""What the engine benchmarks share: timing on any device, the run's identity, F5-TTS's own modules.
+
+Imported by the scripts next to it (``python bench/X.py`` puts bench/ on ``sys.path``); a probe in
+bench/probes/ puts bench/ there first. Nothing here imports the worker or F5-TTS at import time.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+__all__ = ["ROOT", "sync", "timed", "peak_gib", "reset_peak", "environment", "source_revision",
+           "flash_attn_available", "f5_reference", "mean_rel_diff"]
+
+ROOT = Path(__file__).resolve().parent.parent
+WARM_UPS = 2
+
+
+def sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def reset_peak(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+
+
+def peak_gib(device: str) -> float | None:
+    """The most GPU memory allocated since ``reset_peak``; None on the CPU."""
+    return round(torch.cuda.max_memory_allocated() / 1024**3, 2) if device.startswith("cuda") else None
+
+
+def timed(fn: Callable[[], object], runs: int, device: str, warm_ups: int = WARM_UPS) -> tuple[float, float | None]:
+    """(median seconds of ``runs`` calls after ``warm_ups``, peak GiB allocated during the timed calls)."""
+    for _ in range(warm_ups):
+        fn()
+    reset_peak(device)
+    times = []
+    for _ in range(runs):
+        sync(device)
+        began = time.perf_counter()
+        fn()
+        sync(device)
+        times.append(time.perf_counter() - began)
+    return statistics.median(times), peak_gib(device)
+
+
+def source_revision() -> str | None:
+    """`git describe --always --dirty` of this checkout; None where the tree came without .git (the GPU machine)."""
+    try:
+        return subprocess.run(["git", "-C", str(ROOT), "describe", "--always", "--dirty"],
+                              capture_output=True, text=True, timeout=10).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def environment(device: str, model: str) -> dict:
+    """The first keys of every result: where, with what, which worker, which model size."""
+    return {"gpu": torch.cuda.get_device_name() if device.startswith("cuda") else "cpu", "torch": torch.__version__,
+            "source": source_revision(), "model": model, "device": device,
+            "weights": "random (speed does not depend on weight values; the audio is noise)"}
+
+
+def flash_attn_available() -> bool:
+    """Whether flash-attn imports here (on the GPU machine: activated by the caller through PYTHONPATH)."""
+    try:
+        import flash_attn  # noqa: F401
+    except ImportError as exc:
+        print(f"flash_attn unavailable: {exc}", file=sys.stderr)
+        return False
+    return True
+
+
+def f5_reference():
+    """``tests/lib/support/f5_reference``: F5-TTS's own CFM, DiT, Vocos and ``utils_infer`` without F5-TTS's
+    trainer imports, and ``cfm_like`` / ``vocos_like`` to give them the worker's weights.
+
+    Import it after flash-attn is importable (or known not to be): F5-TTS's attention module looks for
+    flash-attn once, when it is first imported.
+    """
+    if importlib.util.find_spec("f5_tts") is None:
+        raise SystemExit("F5-TTS is not installed: on the CPU `pip install -e .[test]`; on the GPU machine it comes "
+                         "with the kit (source bench/gpu_env.sh)")
+    lib = str(ROOT / "tests" / "lib")
+    if lib not in sys.path:
+        sys.path.insert(0, lib)
+    from support import f5_reference as module
+
+    return module
+
+
+def mean_rel_diff(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Mean |a - b| over mean |b| (b the reference), in float32."""
+    a, b = a.float(), b.float()
+    return float((a - b).abs().mean() / b.abs().mean())
