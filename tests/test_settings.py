@@ -66,3 +66,63 @@ def test_batching_settings_default_to_auto_and_accept_numbers():
         Settings.from_env({"F5_WORKER_BATCH_WINDOW_MS": "5000"})
     with pytest.raises(ConfigError, match="F5_WORKER_MAX_BATCH='many' is not an integer"):
         Settings.from_env({"F5_WORKER_MAX_BATCH": "many"})
+
+
+class TestReadmeTables:
+    """README's configuration tables (## Configuration, ## Model cache) and ``settings.VARIABLES`` are one list."""
+
+    @staticmethod
+    def readme_rows() -> dict[str, str]:
+        import re
+
+        text = (Path(__file__).parents[1] / "README.md").read_text()
+        rows: dict[str, str] = {}
+        for section in ("## Configuration", "## Model cache"):
+            body = text.split(section + "\n", 1)[1].split("\n## ", 1)[0]
+            for line in body.splitlines():
+                cells = [c.strip() for c in line.strip().strip("|").split("|")]
+                names = re.findall(r"`((?:F5_WORKER|BUCKET)_[A-Z0-9_]+)`", cells[0]) if len(cells) >= 3 else []
+                for name in names:
+                    assert name not in rows, f"{name} is listed twice in README.md"
+                    rows[name] = cells[1]
+        return rows
+
+    def test_every_variable_is_in_the_readme_with_its_default(self):
+        from f5_worker.settings import VARIABLES
+
+        rows = self.readme_rows()
+        assert set(rows) == {v.name for v in VARIABLES}, "README.md's tables and settings.VARIABLES differ"
+        for variable in VARIABLES:
+            assert rows[variable.name] == variable.readme_default, variable.name
+
+    def test_a_default_the_readme_shows_is_the_default_in_force(self, tmp_path):
+        from f5_worker.settings import VARIABLES
+
+        settings = Settings(volume=tmp_path)
+        checked = 0
+        for variable in VARIABLES:
+            shown = variable.readme_default
+            if shown == "none" or shown == "(the model's)":
+                assert getattr(settings, variable.field) in (None, (), {}), variable.name
+            elif shown.count("`") == 2 and shown.startswith("`") and "<" not in shown:
+                parsed = variable.parse(variable.name, shown.strip("`"))
+                assert parsed == getattr(settings, variable.field), variable.name
+                checked += 1
+        assert checked >= 20
+
+    def test_settings_name_their_variable(self):
+        from f5_worker.settings import env_name
+
+        assert env_name("max_ref_seconds") == "F5_WORKER_MAX_REF_SECONDS"
+        assert env_name("bucket_endpoint_url") == "BUCKET_ENDPOINT_URL"
+
+
+def test_serving_settings():
+    settings = Settings.from_env({"F5_WORKER_ASR_MODEL": "off", "F5_WORKER_ASR_PRELOAD": "true",
+                                  "F5_WORKER_DEFAULT_VOICE": "narrator", "BUCKET_ENDPOINT_URL": "https://b.example",
+                                  "BUCKET_ACCESS_KEY_ID": "id", "BUCKET_SECRET_ACCESS_KEY": "secret"})
+    assert (settings.asr_model, settings.asr_preload, settings.default_voice) == ("off", True, "narrator")
+    assert settings.bucket and "secret" not in repr(settings)
+    assert Settings.from_env({}).asr_model == "openai/whisper-large-v3-turbo"
+    with pytest.raises(ConfigError, match="F5_WORKER_MAX_REF_BYTES='0' must be greater than 0"):
+        Settings.from_env({"F5_WORKER_MAX_REF_BYTES": "0"})

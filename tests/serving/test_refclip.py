@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from f5_worker.serving.refclip import clip_reference, remove_silence_edges
+from f5_worker.serving.refclip import clip_reference, remove_long_silences, remove_silence_edges
 
 SR = 24_000
 
@@ -91,3 +91,33 @@ def test_same_cut_as_f5_tts_on_pydub(seed):
     got = clip_reference(x, SR)
     assert len(got) == len(expected)
     np.testing.assert_allclose(got, expected, atol=1e-4)
+
+
+class TestRemoveLongSilences:
+    """``remove_silence``: F5-TTS's remove_silence_for_generated_wav, now the one silence algorithm (no pydub)."""
+
+    def test_a_long_pause_keeps_half_a_second_a_side(self):
+        got = remove_long_silences(np.concatenate([sine(1.0), silence(4.0), sine(1.0)]), SR)
+        assert len(got) / SR == pytest.approx(1.0 + 0.5 + 0.5 + 1.0, abs=0.02)
+
+    def test_short_pauses_and_silence_throughout_are_left_alone(self):
+        x = np.concatenate([sine(1.0), silence(0.8), sine(1.0)])
+        assert len(remove_long_silences(x, SR)) == len(x)
+        assert len(remove_long_silences(silence(3.0), SR)) == 3 * SR
+
+    @pytest.mark.parametrize("seed", range(6))
+    def test_same_as_f5_tts_on_pydub(self, seed):
+        pydub = pytest.importorskip("pydub")  # the oracle, in the test extra only
+        from pydub import silence as pds
+
+        rng = np.random.default_rng(100 + seed)
+        x = speech_like(rng, int(rng.integers(3, 20)))
+        segment = pydub.AudioSegment(np.round(x * 32767).astype("<i2").tobytes(), frame_rate=SR, sample_width=2,
+                                     channels=1)
+        kept = pds.split_on_silence(segment, min_silence_len=1000, silence_thresh=-50, keep_silence=500,
+                                    seek_step=10)
+        expected = sum(kept, pydub.AudioSegment.silent(duration=0, frame_rate=SR))
+        expected = np.array(expected.get_array_of_samples(), dtype=np.float32) / 32767
+        got = remove_long_silences(x, SR)
+        assert len(got) == len(expected)
+        np.testing.assert_allclose(got, expected, atol=1e-4)

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 import torch
 
+from .. import params
 from .nn import BACKENDS, conv_position_embedding
 
 __all__ = ["SampleRequest", "SamplingConfig", "Sampler", "timesteps", "get_epss_timesteps", "lens_to_mask",
@@ -59,9 +60,9 @@ class SampleRequest:
 class SamplingConfig:
     """What must be equal for requests to share a batch."""
 
-    steps: int = 32
-    cfg_strength: float = 2.0
-    sway_sampling_coef: float | None = -1.0
+    steps: int = params.NFE_STEP
+    cfg_strength: float = params.CFG_STRENGTH
+    sway_sampling_coef: float | None = params.SWAY_SAMPLING_COEF
 
 
 def get_epss_timesteps(n: int, device, dtype) -> torch.Tensor:

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["clip_reference", "split_on_silence", "remove_silence_edges",
+__all__ = ["clip_reference", "split_on_silence", "remove_silence_edges", "remove_long_silences",
            "CLIP_MS", "KEEP_AT_LEAST_MS", "TAIL_SILENCE_MS"]
 
 CLIP_MS = 12_000
@@ -34,6 +34,8 @@ EDGE_THRESHOLD_DB = -42.0
 PASSES = ((1000, -50.0), (100, -40.0))
 KEEP_SILENCE_MS = 1000
 SEEK_STEP_MS = 10
+# F5-TTS's remove_silence_for_generated_wav, for outputs: silences over 1 s below -50 dBFS keep 500 ms a side.
+OUTPUT_SILENCE = (1000, -50.0, 500)
 
 
 def _index(ms: int | np.ndarray, sr: int):
@@ -105,7 +107,16 @@ def split_on_silence(samples: np.ndarray, sr: int, min_len: int, thresh_db: floa
         if second[0] < first[1]:  # overlapping padding: meet in the middle
             first[1] = second[0] = (first[1] + second[0]) // 2
     length = _length_ms(samples, sr)
-    return [samples[_index(max(s, 0), sr):_index(min(e, length), sr)] for s, e in ranges]
+    return [_slice(samples, sr, max(s, 0), min(e, length)) for s, e in ranges]
+
+
+def _slice(samples: np.ndarray, sr: int, start_ms: int, end_ms: int) -> np.ndarray:
+    """pydub's ``segment[start_ms:end_ms]``: a slice reaching past the last sample (the length in ms is rounded)
+    is padded with silence to the frames asked for."""
+    start, end = _index(start_ms, sr), _index(end_ms, sr)
+    piece = samples[start:end]
+    missing = (end - start) - len(piece)
+    return np.concatenate((piece, np.zeros(missing, dtype=piece.dtype))) if missing > 0 else piece
 
 
 def _keep_pieces(pieces: list[np.ndarray], sr: int) -> np.ndarray:
@@ -163,3 +174,12 @@ def clip_reference(samples: np.ndarray, sr: int) -> np.ndarray:
         return wave.astype(np.float32)
     tail = np.zeros(_index(TAIL_SILENCE_MS, sr), dtype=np.float32)
     return np.concatenate((wave.astype(np.float32, copy=False), tail))
+
+
+def remove_long_silences(samples: np.ndarray, sr: int) -> np.ndarray:
+    """F5-TTS's ``remove_silence_for_generated_wav`` (``remove_silence``): the pieces between silences longer
+    than 1 s (below -50 dBFS), each keeping up to 500 ms of silence on either side. Audio that is silent
+    throughout is returned as it is."""
+    min_len, thresh_db, keep = OUTPUT_SILENCE
+    pieces = split_on_silence(np.asarray(samples, dtype=np.float32), sr, min_len, thresh_db, keep=keep)
+    return np.concatenate(pieces).astype(np.float32, copy=False) if pieces else np.asarray(samples, np.float32)
