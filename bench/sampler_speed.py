@@ -1,125 +1,126 @@
 #!/usr/bin/env python3
 """Speed of the worker's sampler (f5_worker.engine.sampler) on a GPU: single requests, batches, options.
 
-    python bench/sampler_speed.py [--compile] [--json OUT]
+    python bench/sampler_speed.py [--compile] [--cudnn-benchmark] [--batches 1,2,4,8,16,32,64] [--json OUT]
+    python bench/sampler_speed.py --model tiny-random --device cpu --nfe 2 --batches 1,2 --runs 1   # smoke run
 
-F5TTS_v1_Base size, random weights, fp16, NFE 32, cfg 2, sway -1, 5 s reference + 10 s to generate
-(1406 frames). Sampler only (no vocoder). Median of 5 after 2 warm-ups. Rows:
-- single: eager vs CUDA graph (graph capture for a new length timed separately);
+F5TTS_v1_Base size, random weights, the serving dtype (fp16 on the GPU), NFE 32, cfg 2, sway -1, 5 s
+reference + 10 s to generate (1406 frames). Sampler only (no vocoder). Median of --runs (5) after 2 warm-ups.
+- numerics: mean relative difference of the generated mel from F5-TTS's own CFM.sample with SDPA (the same
+  weights through tests/lib/support/f5_reference.py's cfm_like, same seed), F5-TTS's own flash-attn path
+  against its SDPA path as the yardstick of fp16 rounding (--no-numerics: skip, F5-TTS not needed);
+- single: eager vs CUDA graph (graph capture for a new length timed separately), per attention backend;
 - same_length_batch B: B requests of 1406 frames, unmasked, CUDA graph;
 - mixed16: 16 requests of 3-15 s, masked, per attention backend;
 - with --compile: the same with the velocity function under torch.compile (inductor).
+On the CPU there are no CUDA graphs: the "graph" rows run eagerly.
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import statistics
 import time
 
+import common
 import torch
+from common import environment, f5_reference, flash_attn_available, mean_rel_diff
 
-NFE, REF_FRAMES, FRAMES = 32, 469, 1406
-
-
-def timed(fn, runs=5):
-    for _ in range(2):
-        fn()
-    torch.cuda.synchronize()
-    torch.cuda.reset_peak_memory_stats()
-    times = []
-    for _ in range(runs):
-        torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        fn()
-        torch.cuda.synchronize()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times), torch.cuda.max_memory_allocated() / 1024**3
+REF_FRAMES, FRAMES = 469, 1406
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser()
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--compile", action="store_true")
     parser.add_argument("--batches", default="1,2,4,8,16,32,64")
     parser.add_argument("--cudnn-benchmark", action="store_true")
+    parser.add_argument("--no-numerics", action="store_true", help="skip the comparison with F5-TTS's CFM.sample")
+    parser.add_argument("--model", default="F5TTS_v1_Base", help="tiny-random with --device cpu: a smoke run")
+    parser.add_argument("--device", default="cuda")
+    parser.add_argument("--nfe", type=int, default=32)
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--mixed", type=int, default=16, help="requests in the mixed-length batch")
     parser.add_argument("--json")
     args = parser.parse_args()
+    device, runs = args.device, args.runs
+    cuda = device.startswith("cuda")
     from f5_worker.engine import sampler as sampler_module
     from f5_worker.engine.models import ModelFiles, build_model
     from f5_worker.engine.sampler import SampleRequest, Sampler, SamplingConfig
 
+    def timed(fn, n=runs):
+        return common.timed(fn, n, device)
+
+    def clock(fn) -> float:
+        """Seconds of one call, nothing before it (a first call, a capture)."""
+        common.sync(device)
+        began = time.perf_counter()
+        fn()
+        common.sync(device)
+        return time.perf_counter() - began
+
     torch.backends.cudnn.benchmark = args.cudnn_benchmark
-    out: dict = {"gpu": torch.cuda.get_device_name(), "torch": torch.__version__, "compile": args.compile,
-                 "cudnn_benchmark": args.cudnn_benchmark,
-                 "nfe": NFE, "frames": FRAMES, "ref_frames": REF_FRAMES}
-    backends = ["torch"]
-    try:
-        import flash_attn  # noqa: F401
-        backends.append("flash_attn")
-    except ImportError:
-        pass
-    model = build_model("F5TTS_v1_Base", ModelFiles(), attn_backend="torch", attn_mask_enabled=False, device="cuda")
-    if args.compile:
-        t0 = time.perf_counter()
-        sampler_module.velocity = torch.compile(sampler_module.velocity, dynamic=True)
-        out["compile_wrap_s"] = round(time.perf_counter() - t0, 2)
-    config = SamplingConfig(steps=NFE)
-    cond = torch.randn(REF_FRAMES, 100, device="cuda", dtype=torch.float16)
-    text = torch.randint(0, 2000, (160,))
-
-    # Numerics against F5-TTS untouched (before the Sampler swaps the attention processors), with F5-TTS's
-    # own SDPA-vs-flash_attn difference as the yardstick of fp16 tolerance.
-    def stock(backend):
-        for block in model.transformer.transformer_blocks:
-            block.attn.processor.attn_backend = backend
-        with torch.inference_mode():
-            mel, _ = model.sample(cond=cond[None], text=text[None].cuda(), duration=FRAMES, steps=NFE, cfg_strength=2.0,
-                                  sway_sampling_coef=-1.0, seed=0)
-        return mel[0, REF_FRAMES:].float()
-
-    def rel(a, b):
-        return round(float((a - b).abs().mean() / b.abs().mean()), 5)
-
-    stock_sdpa = stock("torch")
-    numerics = {}
-    if "flash_attn" in backends:
-        numerics["f5_flash_vs_f5_sdpa"] = rel(stock("flash_attn"), stock_sdpa)
-        stock("torch")
-    ours = Sampler(model, cuda_graphs=True).sample([SampleRequest(cond, text, FRAMES, seed=0)], config)[0][REF_FRAMES:].float()
-    numerics["ours_vs_f5_sdpa"] = rel(ours, stock_sdpa)
-    out["numerics_mean_rel_diff"] = numerics
-    print("numerics", numerics, flush=True)
+    out: dict = {**environment(device, args.model), "compile": args.compile, "cudnn_benchmark": args.cudnn_benchmark,
+                 "nfe": args.nfe, "frames": FRAMES, "ref_frames": REF_FRAMES, "runs": runs}
+    backends = ["torch"] + (["flash_attn"] if cuda and flash_attn_available() else [])
+    model = build_model(args.model, ModelFiles(), device=device)
+    dtype = next(model.parameters()).dtype
+    config = SamplingConfig(steps=args.nfe)
+    generator = torch.Generator().manual_seed(0)
+    cond = torch.randn(REF_FRAMES, 100, generator=generator).to(device=device, dtype=dtype)
+    text = torch.randint(0, 2000, (160,), generator=generator)
 
     def requests(b, frames=FRAMES):
         return [SampleRequest(cond, text, frames, seed=i) for i in range(b)]
 
+    if not args.no_numerics:
+        # Against F5-TTS's own CFM.sample with the same weights and seed; its flash-attn path against its SDPA
+        # path is the yardstick of fp16 rounding. Before torch.compile wraps anything.
+        f5 = f5_reference()
+        cfm = f5.cfm_like(model)
+
+        def stock(backend):
+            for block in cfm.transformer.transformer_blocks:
+                block.attn.processor.attn_backend = backend
+            with torch.inference_mode():
+                mel, _ = cfm.sample(cond=cond[None], text=text[None].to(device), duration=FRAMES, steps=args.nfe,
+                                    cfg_strength=config.cfg_strength, sway_sampling_coef=config.sway_sampling_coef,
+                                    seed=0)
+            return mel[0, REF_FRAMES:]
+
+        stock_sdpa = stock("torch")
+        numerics = {}
+        if "flash_attn" in backends:
+            numerics["f5_flash_vs_f5_sdpa"] = float(f"{mean_rel_diff(stock('flash_attn'), stock_sdpa):.3g}")
+        ours = Sampler(model).sample(requests(1), config)[0][REF_FRAMES:]
+        numerics["ours_vs_f5_sdpa"] = float(f"{mean_rel_diff(ours, stock_sdpa):.3g}")
+        out["numerics_mean_rel_diff"] = numerics
+        print("numerics", numerics, flush=True)
+        del cfm, stock_sdpa, ours
+        gc.collect()
+
+    if args.compile:
+        t0 = time.perf_counter()
+        sampler_module.velocity = torch.compile(sampler_module.velocity, dynamic=True)
+        out["compile_wrap_s"] = round(time.perf_counter() - t0, 2)
+
     for single in backends:
         sampler = Sampler(model, backends={"single": single, "batch": "torch"}, cuda_graphs=False)
-        t0 = time.perf_counter()
-        sampler.sample(requests(1), config)
-        torch.cuda.synchronize()
-        first = time.perf_counter() - t0
+        first = clock(lambda: sampler.sample(requests(1), config))
         eager, _ = timed(lambda: sampler.sample(requests(1), config))
         graphs = Sampler(model, backends={"single": single, "batch": "torch"}, cuda_graphs=True)
-        t0 = time.perf_counter()
-        graphs.sample(requests(1), config)
-        torch.cuda.synchronize()
-        first_graph = time.perf_counter() - t0
+        first_graph = clock(lambda: graphs.sample(requests(1), config))
         graph, peak = timed(lambda: graphs.sample(requests(1), config))
-        new_lengths = []
-        for extra in range(1, 4):  # a new length each time: capture included
-            torch.cuda.synchronize()
-            t0 = time.perf_counter()
-            graphs.sample(requests(1, FRAMES + extra), config)
-            torch.cuda.synchronize()
-            new_lengths.append(time.perf_counter() - t0)
+        # a new length each time: capture included
+        new_lengths = [clock(lambda: graphs.sample(requests(1, FRAMES + extra), config)) for extra in range(1, 4)]
         a = sampler.sample(requests(1), config)[0].float()
         b = graphs.sample(requests(1), config)[0].float()
         row = {"first_call_ms": round(first * 1000, 1), "eager_ms": round(eager * 1000, 1),
                "graph_first_call_ms": round(first_graph * 1000, 1), "graph_ms": round(graph * 1000, 1),
                "graph_new_length_ms": round(statistics.median(new_lengths) * 1000, 1),
-               "graph_rtf_sampler": round(graph / 10.0, 4), "peak_gib": round(peak, 2),
+               "graph_rtf_sampler": round(graph / 10.0, 4), "peak_gib": peak,
                "graph_vs_eager_rel_diff": float((a - b).abs().max() / a.abs().max())}
         out[f"single_{single}"] = row
         print(single, row, flush=True)
@@ -127,29 +128,32 @@ def main() -> int:
         rows = {}
         for b in [int(v) for v in args.batches.split(",")] if single == "torch" else []:
             try:
-                seconds, peak = timed(lambda: graphs.sample(requests(b), config), runs=3)
+                seconds, peak = timed(lambda: graphs.sample(requests(b), config), min(3, runs))
             except torch.OutOfMemoryError:
                 rows[b] = "out of memory"
                 break
             rows[b] = {"ms": round(seconds * 1000, 1), "audio_s_per_gpu_s": round(b * 10.0 / seconds, 1),
-                       "peak_gib": round(peak, 2)}
+                       "peak_gib": peak}
             print(single, "batch", b, rows[b], flush=True)
         out[f"same_length_batch_{single}"] = rows
         del graphs, sampler
-        torch.cuda.empty_cache()
+        gc.collect()
+        if cuda:
+            torch.cuda.empty_cache()
 
-    lengths_s = [3 + 12 * i / 15 for i in range(16)]
+    lengths_s = [3 + 12 * i / max(args.mixed - 1, 1) for i in range(args.mixed)]
     mixed = [SampleRequest(cond, text, REF_FRAMES + int(s * 24000 / 256), seed=i) for i, s in enumerate(lengths_s)]
     for batch_backend in backends:
         sampler = Sampler(model, backends={"single": "torch", "batch": batch_backend})
-        seconds, peak = timed(lambda: sampler.sample(mixed, config), runs=3)
-        out[f"mixed16_{batch_backend}"] = {"ms": round(seconds * 1000, 1), "audio_s": round(sum(lengths_s), 1),
-                                          "audio_s_per_gpu_s": round(sum(lengths_s) / seconds, 1),
-                                          "peak_gib": round(peak, 2)}
-        print("mixed16", batch_backend, out[f"mixed16_{batch_backend}"], flush=True)
+        seconds, peak = timed(lambda: sampler.sample(mixed, config), min(3, runs))
+        key = f"mixed{args.mixed}_{batch_backend}"
+        out[key] = {"ms": round(seconds * 1000, 1), "audio_s": round(sum(lengths_s), 1),
+                    "audio_s_per_gpu_s": round(sum(lengths_s) / seconds, 1), "peak_gib": peak}
+        print(f"mixed{args.mixed}", batch_backend, out[key], flush=True)
     print(json.dumps(out, indent=1))
     if args.json:
-        json.dump(out, open(args.json, "w"), indent=1)
+        with open(args.json, "w") as f:
+            json.dump(out, f, indent=1)
     return 0
 
 
