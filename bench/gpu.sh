@@ -21,7 +21,7 @@ SUITES=(
   "throughput|bench/gpu_throughput.sh: the sampler, then the engine's throughput curve with SDPA and flash attention"
   "throughput-mixed|PARTS=mixed bench/gpu_throughput.sh: the curve over mixed lengths, policy measured by the engine"
   "sampler-speed|bench/gpu_sampler_speed.sh \$VARIANTS (plain; cudnn, compile): the sampler alone"
-  "new-lengths|bench/gpu_new_lengths.sh: the cost of a length seen for the first time, per attention path"
+  "new-lengths|bench/gpu_new_lengths.sh \$ARGS (--prewarmed, --split-only): the cost of a length seen for the first time"
   "synthesis|bench/gpu_synthesis.sh: F5-TTS's sampler and pipeline vs the worker's engine, per attention backend"
   "load|bench/gpu_load.sh: the HTTP load test against serve at the real size (RELIABILITY.md)"
   "probe-step|bench/probes/gpu_step_probe.sh: where a sampling step's time goes (probe)"
