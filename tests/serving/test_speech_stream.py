@@ -9,7 +9,6 @@ from __future__ import annotations
 import base64
 import io
 import json
-import socket
 import threading
 import time
 
@@ -18,13 +17,13 @@ import numpy as np
 import openai
 import pytest
 import soundfile as sf
-import uvicorn
 
 from f5_worker.serving.api import build_app
 from f5_worker.serving.stream_encode import StreamEncoder, _mp3_frame_length
 from f5_worker.settings import Settings
 from f5_worker.worker import Worker
 from support.engine import tone, wav_bytes
+from support.server import serving
 
 pytestmark = pytest.mark.slow
 
@@ -57,17 +56,8 @@ def server(tmp_path_factory):
                              flash_attn="off", max_batch=1)).load()
     gate = Gate(worker.engine._run_batch)
     worker.engine.batcher._run_batch = gate
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    uv = uvicorn.Server(uvicorn.Config(build_app(worker), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=uv.run, daemon=True)
-    thread.start()
-    while not uv.started:
-        time.sleep(0.02)
-    yield f"http://127.0.0.1:{port}", worker, gate
-    uv.should_exit = True
-    thread.join(10)
+    with serving(build_app(worker)) as base:
+        yield base, worker, gate
 
 
 @pytest.fixture

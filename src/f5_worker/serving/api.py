@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import importlib.resources
 import hmac
 import math
 import time
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 
 from ..log import event, get_logger
 from .errors import RequestError, ServingError
@@ -34,7 +36,9 @@ __all__ = ["build_app"]
 
 log = get_logger("serving.api")
 RETRY_AFTER_S = 5
-OPEN_PATHS = frozenset({"/ping", "/health"})  # answered without the API key: load balancers and probes call them
+# Answered without the API key: load balancers and probes call /ping and /health; "/" is the static page,
+# which holds no data and sends the key the user types with each of its API calls (a browser cannot add it).
+OPEN_PATHS = frozenset({"/ping", "/health", "/"})
 
 
 class BearerAuth:
@@ -61,6 +65,12 @@ class BearerAuth:
 def _openai_error(message: str, status: int) -> JSONResponse:
     kind = "invalid_request_error" if status == 400 else "server_error"
     return JSONResponse({"error": {"message": message, "type": kind}}, status_code=status)
+
+
+@functools.cache
+def _page() -> str:
+    """The page to try the worker (``static/index.html``): no external assets, so it works offline."""
+    return (importlib.resources.files(__package__) / "static" / "index.html").read_text(encoding="utf-8")
 
 
 def _busy(worker) -> JSONResponse | None:
@@ -95,7 +105,8 @@ def build_app(worker) -> FastAPI:
         event(log, "listening", phase="serve.listen", since_start_s=round(time.monotonic() - worker.started, 3))
         yield
 
-    app = FastAPI(title="f5-worker", version=worker.version, lifespan=lifespan)
+    # No Swagger page: FastAPI's loads its assets from a CDN (blank offline); /openapi.json is the reference.
+    app = FastAPI(title="f5-worker", version=worker.version, lifespan=lifespan, docs_url=None, redoc_url=None)
     app.add_middleware(BearerAuth, key=worker.settings.api_key)
     jobs: dict[str, Jobs] = {}  # made once the service exists
 
@@ -105,6 +116,10 @@ def build_app(worker) -> FastAPI:
             stream = service.stream if worker.settings.streaming else None
             jobs["jobs"] = Jobs(service.run, stream)
         return jobs["jobs"]
+
+    @app.get("/", include_in_schema=False)
+    async def page():
+        return HTMLResponse(_page())
 
     @app.get("/health", summary="Readiness, the engine, the attention kernels, and what is still pending")
     async def health():
