@@ -11,11 +11,17 @@
     │   └── ChecksumMismatch               sha256 of the body is not the pinned one
     ├── WheelError                         a fetched wheel cannot be installed
     │   ├── CorruptWheel                   not a readable zip / bad CRC / no dist-info
+    │   ├── NotAFlashAttnWheel(ValueError) a name or a file that is not a flash-attn wheel
     │   └── InstallFailed                  pip refused it (its output is attached)
-    ├── VerificationFailed                 the install imported badly or computed wrong numbers
+    ├── VerificationFailed                 the install imported badly or computed wrong numbers (``stage``)
+    │   ├── VerificationTimeout(TimeoutError)  the check did not finish in time: says nothing about the wheel
+    │   └── VerificationCrashed            the check process died without a result (a signal, a hard exit)
     ├── FlashAttnRequired                  F5_WORKER_FLASH_ATTN=require and no wheel could be activated
+    ├── HubUnreachable(ConnectionError)    the Hugging Face hub could not be reached (``cause`` names why)
     └── ModelUnavailable(FileNotFoundError) a model file is missing or broken and could not be fetched;
                                            names each file and every place looked
+
+Decisions are taken on these types and their fields, never on message text.
 
 Each message names the value, the rule it broke and what to do next. Foreign
 exceptions (httpx, OSError from the volume, pip's exit status) are mapped to
@@ -35,9 +41,13 @@ __all__ = [
     "ChecksumMismatch",
     "WheelError",
     "CorruptWheel",
+    "NotAFlashAttnWheel",
     "InstallFailed",
     "VerificationFailed",
+    "VerificationTimeout",
+    "VerificationCrashed",
     "FlashAttnRequired",
+    "HubUnreachable",
     "BadModelRef",
     "ModelUnavailable",
 ]
@@ -96,6 +106,14 @@ class CorruptWheel(WheelError):
     pass
 
 
+class NotAFlashAttnWheel(WheelError, ValueError):
+    """A file name, or a wheel's own METADATA, that is not flash-attn's (``why`` says which part)."""
+
+    def __init__(self, filename: str, why: str):
+        self.filename, self.why = filename, why
+        super().__init__(f"{filename!r} is not an upstream-style flash-attn wheel name: {why}")
+
+
 class InstallFailed(WheelError):
     def __init__(self, wheel: str, output: str):
         self.output = output
@@ -104,9 +122,29 @@ class InstallFailed(WheelError):
 
 
 class VerificationFailed(F5WorkerError):
-    def __init__(self, wheel: str, reason: str):
-        self.reason = reason
+    """The check child reported a failure (``stage``: import, numerics, timing) about this wheel."""
+
+    def __init__(self, wheel: str, reason: str, stage: str | None = None):
+        self.wheel, self.reason, self.stage = wheel, reason, stage
         super().__init__(f"{wheel} failed verification: {reason}")
+
+
+class VerificationTimeout(VerificationFailed, TimeoutError):
+    """The check did not finish in time: a busy or slow machine as much as a hung wheel, so it is not
+    remembered against the wheel (the next start tries it again)."""
+
+    def __init__(self, wheel: str, timeout_s: float):
+        self.timeout_s = timeout_s
+        super().__init__(wheel, f"the check did not finish within {timeout_s:.0f} s (hung on import or on the GPU); "
+                                "raise F5_WORKER_VERIFY_TIMEOUT if the machine is only slow")
+
+
+class VerificationCrashed(VerificationFailed):
+    """The check process died without reporting (``returncode``: negative for a signal)."""
+
+    def __init__(self, wheel: str, reason: str, returncode: int):
+        self.returncode = returncode
+        super().__init__(wheel, reason, stage="import")
 
 
 class FlashAttnRequired(F5WorkerError):
@@ -117,6 +155,17 @@ class FlashAttnRequired(F5WorkerError):
             "Run 'f5-worker doctor' for the full plan, add a mirror with F5_WORKER_FLASH_ATTN_MIRRORS, "
             "or set F5_WORKER_FLASH_ATTN=auto to fall back to PyTorch SDPA."
         )
+
+
+class HubUnreachable(F5WorkerError, ConnectionError):
+    """The Hugging Face hub could not be reached (DNS, refused, timed out): asking again for the next
+    file would only wait as long again."""
+
+    def __init__(self, endpoint: str | None, cause: str):
+        self.endpoint, self.cause = endpoint, cause
+        where = f" at {endpoint}" if endpoint else ""
+        super().__init__(f"hub unreachable{where} ({cause}); check the network and HF_ENDPOINT, "
+                         "or set F5_WORKER_OFFLINE=true with the model already in the cache")
 
 
 class BadModelRef(ConfigError):

@@ -68,8 +68,28 @@ class TestAuto:
         plan = resolve(RUNPOD_PYTORCH_24, VersionRequest.parse(">=2.7,<2.8"), upstream_url=UPSTREAM)
         assert {c.version for c in plan.candidates} == {
             "2.7.0", "2.7.0.post1", "2.7.0.post2", "2.7.1", "2.7.1.post1", "2.7.1.post2", "2.7.1.post3",
-            "2.7.1.post4", "2.7.2", "2.7.2.post1", "2.7.3", "2.7.4.post1"}
+            "2.7.1.post4", "2.7.2", "2.7.2.post1", "2.7.3", "2.7.4", "2.7.4.post1"}
         assert plan.candidates[0].version == "2.7.4.post1"
+
+    def test_cuda_118_torch_is_never_sent_to_a_release_that_built_no_cu11(self):
+        """Issue 15: 2.7.4 and 2.7.4.post1 build CUDA 12.4.1 only; their cu11 names never existed."""
+        fp = Fingerprint(**{**RUNPOD_PYTORCH_24.to_json(), "torch_version": "2.4.0+cu118", "torch_cuda": "11.8"})
+        plan = resolve(fp, VersionRequest.parse("auto"), upstream_url=UPSTREAM)
+        assert plan.candidates[0].filename == "flash_attn-2.7.3+cu11torch2.4cxx11abiFALSE-cp311-cp311-linux_x86_64.whl"
+        assert all(c.filename.split("+")[1].startswith(("cu11torch", "cu118torch")) for c in plan.candidates)
+        refused = {d.subject: d.reason for d in plan.trace if not d.accepted}
+        assert refused["flash_attn 2.7.4.post1"] == "release 2.7.4.post1 built no CUDA 11 wheels (built: cu12)"
+        assert refused["flash_attn 2.7.4"] == "release 2.7.4 built no CUDA 11 wheels (built: cu12)"
+
+    def test_a_release_whose_run_built_nothing_is_refused_with_the_reason(self):
+        plan = resolve(RUNPOD_PYTORCH_24, VersionRequest.parse("==2.8.0"), upstream_url=UPSTREAM)
+        assert plan.status == "unsupported"
+        assert "release 2.8.0 published no wheels: its matrix runs on ubuntu-20.04, which GitHub retired" in plan.reason
+
+    def test_a_release_known_only_from_pypi_is_offered_as_unconfirmed(self):
+        plan = resolve(RUNPOD_PYTORCH_24, VersionRequest.parse("==2.8.3.post2"), upstream_url=UPSTREAM)
+        (taken,) = [d for d in plan.trace if d.accepted]
+        assert taken.reason.startswith("release 2.8.3.post2 built this wheel (UNCONFIRMED: no tag v2.8.3.post2")
 
     def test_cuda13_torch_gets_the_cu13_asset_that_setup_py_would_not_ask_for(self):
         fp = runtime_for(FlashAttnWheel.parse("flash_attn-2.8.3+cu13torch2.9cxx11abiTRUE-cp312-cp312-linux_x86_64.whl"))
@@ -90,8 +110,13 @@ class TestAuto:
     def test_old_glibc_skips_releases_built_on_newer_images(self):
         fp = Fingerprint(**{**RUNPOD_PYTORCH_24.to_json(), "glibc": "2.31"})
         plan = resolve(fp, VersionRequest.parse("auto"), upstream_url=UPSTREAM)
-        assert plan.candidates[0].version == "2.7.4.post1"
-        assert any("need glibc >= 2.32, runtime has 2.31" in d.reason for d in plan.trace)
+        assert plan.candidates[0].version == "2.7.4.post1"  # built on ubuntu-20.04: glibc 2.31
+        assert any("was built on a system with glibc 2.35, runtime has 2.31" in d.reason for d in plan.trace)
+        # The same for assets uploaded outside the matrix after ubuntu-20.04 runners were retired.
+        fp27 = Fingerprint(**{**fp.to_json(), "torch_version": "2.7.1+cu126", "torch_cuda": "12.6", "cxx11abi": True})
+        plan = resolve(fp27, VersionRequest.parse("==2.7.4.post1"), upstream_url=UPSTREAM)
+        assert plan.status == "unsupported"
+        assert "was uploaded outside its build matrix on a system with glibc 2.35, runtime has 2.31" in plan.reason
 
 
 class TestGates:
@@ -174,3 +199,51 @@ class TestVersionRequest:
     def test_bad_request_names_itself_and_the_forms(self, text):
         with pytest.raises(InvalidVersionRequest, match="auto.*exact.*range"):
             VersionRequest.parse(text)
+
+
+class TestSeedRowsAt282:
+    """The three CUDA rows of the seed (cu124, cu121, cu118) with torch 2.4 on Python 3.10, asking for 2.8.2.
+
+    Expected names come from upstream's own files at v2.8.2 (tests/data/upstream_workflows.json):
+    setup.py's get_wheel_url() names the file, the workflow's matrix says whether it was built.
+    """
+
+    FACTS = {f["version"]: f for f in json.loads((Path(__file__).parent.parent / "data" / "upstream_workflows.json").read_text())}
+
+    @classmethod
+    def setup_py_name(cls, torch_cuda: str) -> str:
+        """get_wheel_url() at v2.8.2, restated: CUDA 11 -> 11.8, else 12.3; the label is the major alone."""
+        setup = cls.FACTS["2.8.2"]["setup"]
+        assert setup["label"] == "major" and setup["cuda"] == {"11": "11.8", "other": "12.3"}
+        major = torch_cuda.split(".")[0]
+        label = setup["cuda"].get(major, setup["cuda"]["other"]).split(".")[0]
+        return f"flash_attn-2.8.2+cu{label}torch2.4cxx11abiFALSE-cp310-cp310-linux_x86_64.whl"
+
+    @classmethod
+    def built(cls, torch_cuda_major: str) -> bool:
+        """Whether v2.8.2's matrix ran a job for torch 2.4 / Python 3.10 / ABI FALSE on this CUDA major."""
+        w = cls.FACTS["2.8.2"]["workflow"]
+        return any(c.split(".")[0] == torch_cuda_major for c in w["cuda"]) and "2.4.0" in w["torch"] and "3.10" in w["python"]
+
+    @staticmethod
+    def runtime(torch_cuda: str) -> Fingerprint:
+        return Fingerprint(torch_version=f"2.4.0+cu{torch_cuda.replace('.', '')}", torch_cuda=torch_cuda, cxx11abi=False,
+                           python="3.10", platform="linux_x86_64", glibc="2.35", compute_capability="8.6",
+                           driver="550.127.05")
+
+    @pytest.mark.parametrize("torch_cuda", ["12.4", "12.1"])
+    def test_cuda_12_rows_get_the_cu12_wheel(self, torch_cuda):
+        expected = self.setup_py_name(torch_cuda)
+        assert expected == "flash_attn-2.8.2+cu12torch2.4cxx11abiFALSE-cp310-cp310-linux_x86_64.whl"
+        assert self.built("12")
+        plan = resolve(self.runtime(torch_cuda), VersionRequest.parse("2.8.2"), upstream_url=UPSTREAM)
+        assert [(c.filename, c.url) for c in plan.candidates] == [(expected, f"{UPSTREAM}/v2.8.2/{expected}")]
+
+    def test_cuda_118_row_is_refused_v282_built_no_cu11(self):
+        # setup.py would ask for a cu11 name, but v2.8.2's matrix builds CUDA 12.9.1 alone: that file never existed.
+        assert self.setup_py_name("11.8") == "flash_attn-2.8.2+cu11torch2.4cxx11abiFALSE-cp310-cp310-linux_x86_64.whl"
+        assert not self.built("11") and self.FACTS["2.8.2"]["workflow"]["cuda"] == ["12.9.1"]
+        plan = resolve(self.runtime("11.8"), VersionRequest.parse("2.8.2"), upstream_url=UPSTREAM)
+        assert plan.status == "unsupported" and plan.candidates == ()
+        assert "release 2.8.2 built no CUDA 11 wheels (built: cu12)" in plan.reason
+        assert "torch 2.4.0+cu118, CUDA 11.8, cp310" in plan.reason

@@ -160,16 +160,21 @@ def mismatch(wheel: FlashAttnWheel, fp: Fingerprint) -> str | None:
     return None
 
 
-def _release_gate(release: Release | None, fp: Fingerprint) -> str | None:
-    if release is None or release.min_glibc is None or fp.glibc is None:
+def _release_gate(release: Release | None, wheel: FlashAttnWheel, fp: Fingerprint) -> str | None:
+    need = release.min_glibc_of(wheel) if release else None
+    if need is None or fp.glibc is None:
         return None
-    if _older(fp.glibc, release.min_glibc):
-        return f"release {release.version} wheels need glibc >= {release.min_glibc}, runtime has {fp.glibc}"
+    if _older(fp.glibc, need):
+        built = "was uploaded outside its build matrix" if wheel.filename in release.extra else "was built"
+        return (f"release {release.version}'s {wheel.filename} {built} on a system with glibc {need}, "
+                f"runtime has {fp.glibc} (wheels need glibc >= {need})")
     return None
 
 
 def _upstream_miss(release: Release, wheel: FlashAttnWheel | None, fp: Fingerprint) -> str:
     """Why a release published no wheel for this runtime, in the matrix's own terms."""
+    if release.no_wheels:
+        return f"release {release.version} published no wheels: {release.no_wheels}"
     if wheel is None:
         built = ", ".join(f"cu{label}" for label in release.cuda_labels.values())
         return f"release {release.version} built no CUDA {fp.torch_cuda_major} wheels (built: {built})"
@@ -180,6 +185,10 @@ def _upstream_miss(release: Release, wheel: FlashAttnWheel | None, fp: Fingerpri
     if fp.platform not in release.platforms:
         return f"release {release.version} built for {', '.join(release.platforms)}, runtime is {fp.platform}"
     return f"release {release.version} excluded this combination from its build matrix"
+
+
+def _unconfirmed(release: Release | None) -> str:
+    return f" (UNCONFIRMED: {release.missing})" if release is not None and release.missing else ""
 
 
 def _upstream_candidates(
@@ -200,13 +209,14 @@ def _upstream_candidates(
         if wheel is None or not (release.published(wheel) or wheel.filename in release.extra):
             trace.append(Decision(subject, False, _upstream_miss(release, wheel, fp), "upstream"))
             continue
-        gate = _release_gate(release, fp)
+        gate = _release_gate(release, wheel, fp)
         if gate:
             trace.append(Decision(subject, False, gate, "upstream"))
             continue
         url = f"{upstream_url.rstrip('/')}/v{release.version}/{wheel.filename}"
         candidates.append(Candidate(wheel.filename, url, "upstream", release.version))
-        trace.append(Decision(subject, True, f"release {release.version} published this wheel", "upstream"))
+        how = "uploaded this wheel outside its build matrix" if wheel.filename in release.extra else "built this wheel"
+        trace.append(Decision(subject, True, f"release {release.version} {how}{_unconfirmed(release)}", "upstream"))
     return candidates, trace
 
 
@@ -218,14 +228,14 @@ def _offered_candidates(
         try:
             wheel = FlashAttnWheel.parse(offer.filename)
         except NotAFlashAttnWheel as exc:
-            trace.append(Decision(offer.filename, False, str(exc).split(": ", 1)[1], offer.source))
+            trace.append(Decision(offer.filename, False, exc.why, offer.source))
             continue
         if not request.allows(wheel.version):
             trace.append(Decision(offer.filename, False, f"version {wheel.version} not in request {request.text!r}", offer.source))
             continue
         why = mismatch(wheel, fp)
         release = next((r for r in releases if r.parsed_version == wheel.parsed_version), None)
-        why = why or _release_gate(release, fp)
+        why = why or _release_gate(release, wheel, fp)
         if why:
             trace.append(Decision(offer.filename, False, why, offer.source))
             continue

@@ -17,15 +17,11 @@ from dataclasses import dataclass
 from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 from packaging.version import Version
 
+from ..errors import NotAFlashAttnWheel
+
 __all__ = ["FlashAttnWheel", "NotAFlashAttnWheel", "cuda_major_of_label"]
 
 _LABEL = re.compile(r"^cu(?P<cuda>\d+)torch(?P<torch>\d+\.\d+)cxx11abi(?P<abi>true|false)$", re.IGNORECASE)
-
-
-class NotAFlashAttnWheel(ValueError):
-    def __init__(self, filename: str, why: str):
-        self.filename = filename
-        super().__init__(f"{filename!r} is not an upstream-style flash-attn wheel name: {why}")
 
 
 def cuda_major_of_label(label: str) -> int:
