@@ -24,7 +24,7 @@ SUITES=(
   "new-lengths|bench/gpu_new_lengths.sh \$ARGS (--prewarmed, --split-only): the cost of a length seen for the first time"
   "synthesis|bench/gpu_synthesis.sh: F5-TTS's sampler and pipeline vs the worker's engine, per attention backend"
   "load|bench/gpu_load.sh: the HTTP load test against serve at the real size (RELIABILITY.md)"
-  "probe-step|bench/probes/gpu_step_probe.sh: where a sampling step's time goes (probe)"
+  "probe-step|bench/probes/gpu_step_probe.sh: where a sampling step's time goes (record: ran at 2a1a2c9, no longer runs)"
   "probe-kernels|bench/probes/gpu_kernels.sh: the position convolution four ways, then the sampler (probe)"
   "probe-rss|bench/probes/gpu_rss_probe.sh: where host memory grew per job with the first engine (probe)"
 )

@@ -1,4 +1,8 @@
 #!/usr/bin/env python3
+# RECORD, NO LONGER RUNS: written for and run against the engine of commit 2a1a2c9 (2026-11-24; result
+# bench/results/step-probe-h100.json, committed in 050f9d8). It drives F5-TTS's own DiT API (text=, cfg_infer=,
+# cache=, clear_cache, attention processors), which the worker's own DiT (b984391) does not have: check out
+# 2a1a2c9 to rerun it as it was, or port it to DiT.forward(x, cond, text_cond, text_uncond, time, mask, cfg).
 """Where does a sampling step's time go, and what would batching and CUDA graphs buy? (F5TTS_v1_Base, H100)
 
     python bench/probes/gpu_step_probe.py --json OUT

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# RECORD, NO LONGER RUNS: gpu_step_probe.py ran against the engine of commit 2a1a2c9 (see its first lines).
 # Runs bench/probes/gpu_step_probe.py on the device machine, with the real flash-attn wheel importable.
 set -uo pipefail
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
