@@ -41,8 +41,9 @@ IMPORTS = [
     "f5_worker.cli", "f5_worker.serving.api",
     # f5-worker runpod
     "runpod", "runpod.serverless", "runpod.serverless.modules.rp_fastapi",
-    # the benchmarks' F5-TTS
-    "f5_tts.model.modules", "f5_tts.model.backbones.dit", "x_transformers", "vocos", "encodec", "librosa.filters",
+    # the benchmarks' F5-TTS (bench/synthesis.py, sampler_speed.py: CFM.sample, utils_infer.infer_batch_process)
+    "f5_tts.model.modules", "f5_tts.model.backbones.dit", "f5_tts.model.cfm", "x_transformers", "vocos", "encodec",
+    "librosa.filters", "torchdiffeq",
 ]
 THE_MACHINES = ["torch", "torchaudio", "numpy", "scipy", "numba", "typing-extensions", "anyio", "click", "h11",
                 "aiohttp", "httpx", "huggingface-hub", "safetensors", "packaging", "pyyaml", "annotated-doc",
@@ -58,6 +59,19 @@ def register_f5_tts_model() -> None:
     package = types.ModuleType("f5_tts.model")
     package.__path__ = [str(Path(next(iter(spec.submodule_search_locations))) / "model")]
     sys.modules["f5_tts.model"] = package
+
+
+def f5_reference_imports() -> str | None:
+    """The benchmarks' way in (bench/common.py: tests/lib/support/f5_reference.py, which also imports
+    f5_tts.infer.utils_infer); the failure, or None."""
+    try:
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        import common
+
+        common.f5_reference()
+    except BaseException as exc:  # noqa: BLE001  SystemExit included: this is what it is here to show
+        return f"{type(exc).__name__}: {exc}"
+    return None
 
 
 def unmet(site: Path) -> list[str]:
@@ -103,6 +117,9 @@ def main() -> int:
             failures += 1
             print(f"  IMPORT FAILED {module}: {type(exc).__name__}: {exc}")
     print(f"imports: {len(IMPORTS) - sum(1 for m in IMPORTS if m not in sys.modules)} of {len(IMPORTS)} ok")
+    problem = f5_reference_imports()
+    failures += problem is not None
+    print(f"F5-TTS's modules as the benchmarks import them (support.f5_reference): {problem or 'ok'}")
     versions = []
     for name in THE_MACHINES:
         try:
