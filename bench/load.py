@@ -2,6 +2,12 @@
 
     python bench/load.py --start --clients 4 --seconds 60 --nfe-step 4      # starts `f5-worker serve` (tiny-random)
     python bench/load.py --url http://127.0.0.1:8000 --pid 1234 --clients 8 --seconds 120   # a server already up
+    python bench/load.py --start --rate 20 --seconds 60                     # open loop: 20 requests/s, come what may
+
+Closed loop (``--clients``): each client sends its next request when the last is answered. Open loop
+(``--rate``): requests leave on a fixed schedule whatever the server does, as a public endpoint's traffic
+does, so a rate above capacity shows the worker's backpressure: a 429 with ``Retry-After`` is a correct
+answer (counted as ``refused``), a request still unanswered at ``--request-timeout`` is a problem.
 
 Every request carries a unique seed and a small inline reference (a 2 s tone). Each answer is
 checked: COMPLETED with decodable audio and the seed that was sent, or FAILED with an error string;
@@ -116,6 +122,8 @@ class Run:
         self.errors: dict[str, int] = {}
         self.seed = args.seed_base
         self.stop_at = 0.0
+        self.refused = 0  # 429 with Retry-After: the worker's backpressure
+        self.in_flight = self.max_in_flight = 0
 
     def next_seed(self) -> int | None:
         if self.sent >= self.args.max_requests or time.monotonic() >= self.stop_at:
@@ -124,7 +132,10 @@ class Run:
         self.seed += 1
         return self.seed
 
-    def check(self, seed: int, status: int, body: object) -> None:
+    def check(self, seed: int, status: int, body: object, headers=None) -> None:
+        if status == 429 and headers is not None and headers.get("retry-after", "").isdigit():
+            self.refused += 1
+            return
         if status != 200 or not isinstance(body, dict):
             self.problems.append(f"seed {seed}: HTTP {status} {str(body)[:200]}")
             return
@@ -153,21 +164,37 @@ class Run:
 
     async def client(self, http: httpx.AsyncClient) -> None:
         while (seed := self.next_seed()) is not None:
-            bad = self.args.bad_every and (seed - self.args.seed_base) % self.args.bad_every == 0
-            payload = {"input": {"text": self.args.text, "ref_audio": BAD_REF if bad else self.ref,
-                                 "ref_text": REF_TEXT, "nfe_step": self.args.nfe_step, "seed": seed,
-                                 "output_format": "wav"}}
-            began = time.monotonic()
-            try:
-                response = await http.post(f"{self.args.url}/runsync", json=payload)
-                body: object = response.json() if response.content else None
-                status = response.status_code
-            except (httpx.HTTPError, ValueError) as exc:
-                self.problems.append(f"seed {seed}: {type(exc).__name__}: {exc}")
-                continue
-            self.answered += 1
+            await self.one(http, seed)
+
+    async def open_loop(self, http: httpx.AsyncClient) -> None:
+        """Requests at ``--rate`` per second on a fixed schedule, each on its own task."""
+        tasks, began = [], time.monotonic()
+        while (seed := self.next_seed()) is not None:
+            tasks.append(asyncio.create_task(self.one(http, seed)))
+            await asyncio.sleep(max(0.0, began + len(tasks) / self.args.rate - time.monotonic()))
+        await asyncio.gather(*tasks)
+
+    async def one(self, http: httpx.AsyncClient, seed: int) -> None:
+        bad = self.args.bad_every and (seed - self.args.seed_base) % self.args.bad_every == 0
+        payload = {"input": {"text": self.args.text, "ref_audio": BAD_REF if bad else self.ref,
+                             "ref_text": REF_TEXT, "nfe_step": self.args.nfe_step, "seed": seed,
+                             "output_format": "wav"}}
+        began = time.monotonic()
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            response = await http.post(f"{self.args.url}/runsync", json=payload)
+            body: object = response.json() if response.content else None
+            status = response.status_code
+        except (httpx.HTTPError, ValueError) as exc:
+            self.problems.append(f"seed {seed}: {type(exc).__name__}: {exc}")
+            return
+        finally:
+            self.in_flight -= 1
+        self.answered += 1
+        if status != 429:
             self.latencies.append(time.monotonic() - began)
-            self.check(seed, status, body)
+        self.check(seed, status, body, response.headers)
 
 
 async def sample_rss(pid: int | None, run: Run, samples: list[tuple[float, int, int]], stop: asyncio.Event) -> None:
@@ -188,7 +215,8 @@ async def main_async(args) -> dict:
     run = Run(args, reference_b64())
     samples: list[tuple[float, int, int]] = []
     timeout = httpx.Timeout(args.request_timeout, connect=10.0)
-    limits = httpx.Limits(max_connections=args.clients, max_keepalive_connections=args.clients)
+    connections = args.clients if not args.rate else max(64, int(args.rate * args.request_timeout))
+    limits = httpx.Limits(max_connections=connections, max_keepalive_connections=min(connections, 256))
     async with httpx.AsyncClient(timeout=timeout, limits=limits, trust_env=False) as http:
         if args.warmup:  # one request first, so the figures are of a warm server
             await http.post(f"{args.url}/runsync", json={"input": {"text": "Warm up.", "ref_audio": run.ref,
@@ -197,7 +225,10 @@ async def main_async(args) -> dict:
         sampler = asyncio.create_task(sample_rss(args.pid, run, samples, stop))
         began = time.monotonic()
         run.stop_at = began + args.seconds
-        await asyncio.gather(*(run.client(http) for _ in range(args.clients)))
+        if args.rate:
+            await run.open_loop(http)
+        else:
+            await asyncio.gather(*(run.client(http) for _ in range(args.clients)))
         elapsed = time.monotonic() - began
         stop.set()
         await sampler
@@ -209,10 +240,12 @@ async def main_async(args) -> dict:
     ms = lambda v: None if v is None else round(v * 1000, 1)  # noqa: E731
     return {
         "machine": f"{platform.node()} {platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}",
-        "url": args.url, "clients": args.clients, "seconds": args.seconds, "max_requests": args.max_requests,
+        "url": args.url, "mode": f"open loop, {args.rate:g} requests/s" if args.rate else f"{args.clients} clients",
+        "clients": None if args.rate else args.clients, "seconds": args.seconds, "max_requests": args.max_requests,
         "nfe_step": args.nfe_step, "text_chars": len(args.text), "bad_every": args.bad_every,
         "elapsed_s": round(elapsed, 2),
         "sent": run.sent, "answered": run.answered, "completed": run.completed, "failed": run.failed,
+        "refused_429": run.refused, "max_in_flight": run.max_in_flight,
         "lost": lost, "duplicate_ids": duplicates, "unique_ids": len(set(run.job_ids)),
         "problems": run.problems[:20], "problem_count": len(run.problems), "failed_errors": run.errors,
         "throughput_rps": round(run.answered / elapsed, 3) if elapsed else None,
@@ -238,6 +271,7 @@ def parse_args(argv=None):
     target.add_argument("--start", action="store_true", help="start `f5-worker serve` with tiny-random here")
     p.add_argument("--pid", type=int, help="the server's pid, for RSS (set by --start)")
     p.add_argument("--clients", type=int, default=4)
+    p.add_argument("--rate", type=float, default=0.0, help="open loop: requests per second on a fixed schedule")
     p.add_argument("--seconds", type=float, default=60.0)
     p.add_argument("--max-requests", type=int, default=10_000)
     p.add_argument("--request-timeout", type=float, default=120.0)
@@ -250,8 +284,8 @@ def parse_args(argv=None):
     p.add_argument("--startup-timeout", type=float, default=300.0)
     p.add_argument("--out", help="also write the JSON here")
     args = p.parse_args(argv)
-    if args.clients < 1 or args.seconds <= 0 or args.max_requests < 1:
-        p.error("--clients, --seconds and --max-requests must be positive")
+    if args.clients < 1 or args.seconds <= 0 or args.max_requests < 1 or args.rate < 0:
+        p.error("--clients, --seconds, --max-requests and --rate must be positive")
     return args
 
 

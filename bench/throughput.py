@@ -54,6 +54,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--concurrency", default="1,2,4,8,16,32,64")
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--nfe", type=int, default=32, help="steps per request: 32 (default), or EPSS's 7 or 16")
     parser.add_argument("--single-backend", default="sdpa", choices=("sdpa", "flash_attn"))
     parser.add_argument("--batch-backend", default="sdpa", choices=("sdpa", "flash_attn"))
     parser.add_argument("--lengths", choices=("same", "mixed"), default="same")
@@ -81,14 +82,14 @@ def main() -> int:
     voice = engine.reference((0.1 * rng.standard_normal(int(REF_S * SR))).astype(np.float32), REF_TEXT.strip())
     cuda = args.device == "cuda"
     out: dict = {"gpu": torch.cuda.get_device_name() if cuda else "cpu", "torch": torch.__version__, "model": args.model,
-                 "weights": "random", "nfe": 32, "ref_s": REF_S, "lengths": args.lengths,
+                 "weights": "random", "nfe": args.nfe, "ref_s": REF_S, "lengths": args.lengths,
                  "single_backend": args.single_backend, "batch_backend": args.batch_backend,
                  "cuda_graphs": not args.no_graphs, "mixed_lengths": engine.mixed_policy,
                  "frame_bucket": engine.frame_bucket, "levels": {}}
 
     def synth(seed: int, seconds: float = 10.0) -> tuple[float, float]:
         began = time.perf_counter()
-        audio = engine.synthesize(voice, text_for(seconds), SynthesisParams(seed=seed))
+        audio = engine.synthesize(voice, text_for(seconds), SynthesisParams(seed=seed, nfe_step=args.nfe))
         return time.perf_counter() - began, len(audio) / SR
 
     for _ in range(2):
