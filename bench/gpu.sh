@@ -23,7 +23,8 @@ SUITES=(
   "sampler-speed|bench/gpu_sampler_speed.sh \$VARIANTS (plain; cudnn, compile): the sampler alone"
   "new-lengths|bench/gpu_new_lengths.sh \$ARGS (--prewarmed, --split-only): the cost of a length seen for the first time"
   "synthesis|bench/gpu_synthesis.sh: F5-TTS's sampler and pipeline vs the worker's engine, per attention backend"
-  "load|bench/gpu_load.sh: the HTTP load test against serve at the real size (RELIABILITY.md)"
+  "load|bench/gpu_load.sh: the HTTP load test against serve at the real size: 64 clients, then an open loop (RELIABILITY.md)"
+  "realtime|bench/gpu_realtime.sh: streamed first audio vs the whole file; one request at NFE 7, 16 and 32 (EPSS)"
   "probe-step|bench/probes/gpu_step_probe.sh: where a sampling step's time goes (record: ran at 2a1a2c9, no longer runs)"
   "probe-kernels|bench/probes/gpu_kernels.sh: the position convolution four ways, then the sampler (probe)"
   "probe-rss|bench/probes/gpu_rss_probe.sh: where host memory grew per job with the first engine (probe)"
@@ -43,6 +44,7 @@ run_suite() {
     new-lengths) bash bench/gpu_new_lengths.sh ;;
     synthesis) bash bench/gpu_synthesis.sh ;;
     load) bash bench/gpu_load.sh ;;
+    realtime) bash bench/gpu_realtime.sh ;;
     probe-step) bash bench/probes/gpu_step_probe.sh ;;
     probe-kernels) bash bench/probes/gpu_kernels.sh ;;
     probe-rss) bash bench/probes/gpu_rss_probe.sh ;;
