@@ -22,6 +22,7 @@ import httpx
 
 from .errors import ChecksumMismatch, ConfigError, DownloadTooLarge, FetchError, FetchTimeout, HTTPStatusError
 from .log import event, get_logger
+from .settings import env_name
 
 __all__ = ["client", "check_url", "get_text", "download", "Downloaded", "RETRYABLE_STATUS"]
 
@@ -46,7 +47,7 @@ def check_url(url: str, allow_http: bool) -> None:
     if scheme == "https" or (scheme == "http" and allow_http):
         return
     if scheme == "http":
-        raise ConfigError(f"{url} uses plain http; use https, or set F5_WORKER_ALLOW_HTTP=true for a trusted local mirror")
+        raise ConfigError(f"{url} uses plain http; use https, or set {env_name('allow_http')}=true for a trusted local mirror")
     raise ConfigError(f"{url} has unsupported scheme {scheme!r}; use https")
 
 
@@ -142,7 +143,7 @@ def download(
                     for chunk in response.iter_bytes():  # as it arrives, so the deadline is checked while it drips
                         if deadline_s is not None and time.monotonic() - began > deadline_s:
                             raise FetchTimeout(url, f"download took longer than {deadline_s:.0f} s "
-                                                    f"({size} bytes so far; F5_WORKER_DOWNLOAD_DEADLINE)")
+                                                    f"({size} bytes so far; {env_name('download_deadline_s')})")
                         size += len(chunk)
                         if size > max_bytes:
                             raise DownloadTooLarge(url, max_bytes)

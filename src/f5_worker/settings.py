@@ -311,8 +311,8 @@ class Settings:
 
     @property
     def bucket(self) -> bool:
-        """Whether the operator configured a bucket the way RunPod's SDK expects."""
-        return bool(self.bucket_endpoint_url)
+        """Whether the operator configured a bucket the way RunPod's SDK expects (all three variables)."""
+        return bool(self.bucket_endpoint_url and self.bucket_access_key_id and self.bucket_secret_access_key)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides) -> Settings:

@@ -27,7 +27,7 @@ from .errors import ModelUnavailable
 from .log import event, get_logger, phase
 from .runtime import probe
 from .runtime.fingerprint import Fingerprint
-from .settings import TINY_RANDOM, Settings
+from .settings import ASR_OFF, TINY_RANDOM, Settings
 
 __all__ = ["Worker", "start"]
 
@@ -70,6 +70,9 @@ class Worker:
             "concurrency": self.concurrency,
             "flash_attn": {"backend": verdict.backend, "reason": verdict.reason, "version": verdict.version,
                            "warm": verdict.warm} if verdict else None,
+            "asr": (self.service.transcriber.status() if self.service and self.service.transcriber
+                    else {"model": self.settings.asr_model, "state": "off" if self.settings.asr_model == ASR_OFF
+                          else "not loaded"}),
             "warnings": report.warnings if report else [],
             "bootstrap_seconds": report.seconds if report else {},
             "uptime_s": round(time.monotonic() - self.started, 3),
@@ -105,7 +108,6 @@ class Worker:
         torch_import.join()
         from .engine.engine import Engine, EngineConfig
         from .engine.models import ModelFiles
-        from .serving.request import Limits
         from .serving.service import Service, ServiceConfig
 
         if settings.model == TINY_RANDOM:
@@ -119,16 +121,19 @@ class Worker:
         with phase(log, "engine.load"):
             engine = Engine(EngineConfig(model=settings.model, files=files, attention=report.flash_attn.attention,
                                          max_batch=settings.max_batch, batch_window_s=settings.batch_window_ms / 1000))
-        limits = Limits(max_text_chars=settings.max_text_chars, max_ref_bytes=settings.max_ref_bytes,
-                        max_ref_seconds=settings.max_ref_seconds, max_output_seconds=settings.max_output_seconds,
-                        download_timeout_s=settings.ref_download_timeout_s)
-        self.service = Service(engine, ServiceConfig(voices_dir=settings.voices, limits=limits,
-                                                     ref_allow_http=settings.ref_allow_http, upload=_uploader()))
+        transcriber = None
+        if settings.asr_model != ASR_OFF:  # builds nothing heavy: transformers is imported on first need
+            from .asr import Transcriber
+
+            transcriber = Transcriber(settings, device=engine.device)
+        self.service = Service(engine, ServiceConfig.from_settings(settings, transcriber=transcriber))
         self._loaded.set()
         if warm_up:
             report.seconds["warm_up"] = engine.warm_up()
             engine.start_background(self.tuning_dir)
         self.state = "ready"
+        if transcriber is not None and settings.asr_preload:
+            transcriber.preload()  # in the background: readiness never waits for it
         event(log, "worker ready", phase="worker.ready", since_start_s=round(time.monotonic() - self.started, 3),
               attention=str(engine.attention), pending=self.health()["pending"])
 
@@ -158,21 +163,6 @@ class Worker:
         except Exception as exc:  # noqa: BLE001  the worker keeps serving on SDPA
             event(log, "flash_attn background step failed", phase="flash_attn.background", level=logging.WARNING,
                   error=f"{type(exc).__name__}: {exc}")
-
-
-def _uploader():
-    """RunPod's bucket upload, when the operator configured a bucket the way the SDK expects."""
-    import os
-
-    if not os.environ.get("BUCKET_ENDPOINT_URL"):
-        return None
-
-    def upload(name: str, data: bytes) -> str:
-        from runpod.serverless.utils import rp_upload  # the SDK is imported where it is used
-
-        return rp_upload.upload_in_memory_object(name, data, prefix="f5-worker")
-
-    return upload
 
 
 def start(settings: Settings, *, warm_up: bool = True, detect: Callable[[bool], Fingerprint] = probe.detect) -> Worker:

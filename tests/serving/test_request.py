@@ -237,17 +237,23 @@ class TestOpenAISpeech:
         ({"input": "x", "voice": "v", "response_format": "aac"},
          "response_format 'aac' is not supported by this server; use one of mp3, opus, flac, wav, pcm"),
         ({"input": "x", "voice": "v", "speed": 4.0}, "speed must be between 0.3 and 3, got 4"),
-        ({"input": "x"}, "voice is required: the name of a stored voice"),
+        ({"input": "x"}, "voice is required: the name of a voice (GET /v1/audio/voices) or one of OpenAI's (alloy"),
         ({"voice": "v"}, "input is required: the words to speak"),
         ({"input": "x", "voice": "../v"}, "voice '../v' is not an https URL, base64 audio, or a voice name"),
-        ({"input": "x", "voice": "v", "stream_format": "sse"},
-         "stream_format must be 'audio' (server-sent events are not supported), got 'sse'"),
+        ({"input": "x", "voice": "v", "stream_format": "chunks"}, "stream_format must be 'audio' or 'sse', got 'chunks'"),
         ({"input": "x", "voice": "v", "text": "y"}, "unknown field 'text' (did you mean 'input'?)"),
     ])
     def test_what_we_cannot_do_is_refused_clearly(self, payload, message):
         with pytest.raises(RequestError) as caught:
             parse_openai_speech(payload)
         assert str(caught.value).startswith(message)
+
+    def test_openai_model_names_are_aliases_of_the_served_model(self):
+        models = ("F5TTS_v1_Base", "tts-1", "tts-1-hd", "gpt-4o-mini-tts")
+        for model in models:
+            assert parse_openai_speech({"model": model, "input": "x", "voice": "alloy"}, models=models).text == "x"
+        with pytest.raises(RequestError, match="model 'whisper-1' is not served here; use one of F5TTS_v1_Base, tts-1"):
+            parse_openai_speech({"model": "whisper-1", "input": "x", "voice": "alloy"}, models=models)
 
     def test_instructions_are_accepted_and_ignored(self):
         assert parse_openai_speech({"input": "x", "voice": "v", "instructions": "whisper"}).text == "x"

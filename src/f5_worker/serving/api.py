@@ -13,6 +13,7 @@ body, or ``{"error": {"message", "type"}}``.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import functools
 import importlib.resources
@@ -30,12 +31,14 @@ from .jobs import Jobs
 from .ping import ping_status
 from .request import openai_stream_format, parse_openai_speech
 from .speech_stream import SpeechStream
+from .voices_api import voices_router
 from .stream_encode import STREAMABLE
 
 __all__ = ["build_app"]
 
 log = get_logger("serving.api")
 RETRY_AFTER_S = 5
+EXECUTOR_THREADS = 256  # mostly waiting on the batcher: cheap, and above any batch size tuning picks (64)
 # Answered without the API key: load balancers and probes call /ping and /health; "/" is the static page,
 # which holds no data and sends the key the user types with each of its API calls (a browser cannot add it).
 OPEN_PATHS = frozenset({"/ping", "/health", "/"})
@@ -73,10 +76,32 @@ def _page() -> str:
     return (importlib.resources.files(__package__) / "static" / "index.html").read_text(encoding="utf-8")
 
 
-def _busy(worker) -> JSONResponse | None:
+class Admission:
+    """Syntheses admitted and not finished: most wait on a thread for their chunks, not yet in the batcher."""
+
+    def __init__(self):
+        self.active = 0
+
+    @contextlib.contextmanager
+    def held(self):
+        self.active += 1  # the event loop's thread only: no lock needed
+        try:
+            yield
+        finally:
+            self.active -= 1
+
+
+def expected_wait_s(worker, admitted: int) -> float:
+    """How long a synthesis admitted now would wait for its first batch: the batches the work ahead of it
+    fills (admitted jobs, or the batcher's queue if longer) at the measured time per batch."""
+    batcher = worker.engine.batcher
+    return max(batcher.expected_wait_s(), (admitted // batcher.max_batch) * batcher.batch_seconds)
+
+
+def _busy(worker, admission: Admission) -> JSONResponse | None:
     """429 when the work already waiting could not let a new synthesis start within ``max_wait_s``:
     with no queue in front (a load-balancing endpoint), refusing early beats queueing without limit."""
-    wait = worker.engine.batcher.expected_wait_s()
+    wait = expected_wait_s(worker, admission.active)
     if wait <= worker.settings.max_wait_s:
         return None
     return JSONResponse({"error": {"message": f"the worker is busy: a new request would wait ~{wait:.0f} s, over "
@@ -100,8 +125,13 @@ async def _json_body(request: Request) -> object:
 
 
 def build_app(worker) -> FastAPI:
+    admission = Admission()
+
     @contextlib.asynccontextmanager
     async def lifespan(_app):
+        # Each synthesis waits for its chunks on a thread: enough threads that the batcher can fill its batches.
+        asyncio.get_running_loop().set_default_executor(
+            concurrent.futures.ThreadPoolExecutor(max_workers=EXECUTOR_THREADS, thread_name_prefix="f5-worker-http"))
         event(log, "listening", phase="serve.listen", since_start_s=round(time.monotonic() - worker.started, 3))
         yield
 
@@ -140,24 +170,25 @@ def build_app(worker) -> FastAPI:
     async def runsync(request: Request):
         if worker.state != "ready":
             return _not_ready(worker)
-        if busy := _busy(worker):
+        if busy := _busy(worker, admission):
             return busy
         payload, problem = await job_input(request)
         if problem:
             return problem
-        job = await job_runner().run_sync(payload)
+        with admission.held():
+            job = await job_runner().run_sync(payload)
         return job.to_json()
 
     @app.post("/run", summary="Start a job; poll /status/{id} or /stream/{id} (RunPod's shape)")
     async def run(request: Request):
         if worker.state != "ready":
             return _not_ready(worker)
-        if busy := _busy(worker):
+        if busy := _busy(worker, admission):
             return busy
         payload, problem = await job_input(request)
         if problem:
             return problem
-        job = job_runner().submit(payload)
+        job = job_runner().submit(payload, admission.held())
         return {"id": job.id, "status": job.status}
 
     def find(job_id: str):
@@ -191,24 +222,25 @@ def build_app(worker) -> FastAPI:
     async def speech(request: Request):
         if worker.state != "ready":
             return _not_ready(worker)
-        if busy := _busy(worker):
+        if busy := _busy(worker, admission):
             return busy
         payload = await _json_body(request)
         if payload is None:
             return _openai_error("the body is not JSON", 400)
         service = worker.service
         try:
-            synthesis = parse_openai_speech(payload, service.config.limits)
+            synthesis = parse_openai_speech(payload, service.config.limits, service.model_names())
             sse = openai_stream_format(payload) == "sse"
             if synthesis.output_format in STREAMABLE:  # sent as each text chunk is done
-                stream = await SpeechStream(service, synthesis, sse=sse).open()
+                stream = await SpeechStream(service, synthesis, sse=sse, admission=admission.held()).open()
                 return StreamingResponse(stream.body(), headers={"Cache-Control": "no-store"},
                                          media_type="text/event-stream" if sse else CONTENT_TYPES[synthesis.output_format])
             if sse:
                 raise RequestError(f"response_format {synthesis.output_format!r} cannot be streamed as events (its "
                                    f"header needs the totals); use one of {', '.join(STREAMABLE)}",
                                    field="response_format")
-            data, _meta = await asyncio.to_thread(service.render, synthesis)  # flac: whole, once done
+            with admission.held():
+                data, _meta = await asyncio.to_thread(service.render, synthesis)  # flac: whole, once done
         except ServingError as exc:
             return _openai_error(str(exc), 400)
         except Exception:
@@ -216,4 +248,5 @@ def build_app(worker) -> FastAPI:
             return _openai_error("internal error while synthesising; the worker logged the details", 500)
         return Response(content=data, media_type=CONTENT_TYPES[synthesis.output_format])
 
+    app.include_router(voices_router(worker))  # /v1/models, /v1/audio/voices
     return app

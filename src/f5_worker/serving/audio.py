@@ -20,6 +20,7 @@ import subprocess
 import numpy as np
 import soundfile as sf
 
+from ..settings import env_name
 from .errors import AudioError
 from .formats import FORMATS, MODEL_SAMPLE_RATE, rate_problem
 from .refclip import clip_reference
@@ -28,8 +29,8 @@ __all__ = ["decode", "encode", "resample", "prepare_reference", "check_output_du
            "FFMPEG_TIMEOUT_S", "MODEL_SAMPLE_RATE"]
 
 FFMPEG_TIMEOUT_S = 30.0
-MAX_REF_SECONDS_SETTING = "F5_WORKER_MAX_REF_SECONDS"
-MAX_OUTPUT_SECONDS_SETTING = "F5_WORKER_MAX_OUTPUT_SECONDS"
+MAX_REF_SECONDS_SETTING = env_name("max_ref_seconds")
+MAX_OUTPUT_SECONDS_SETTING = env_name("max_output_seconds")
 # format -> (libsndfile major format, subtype, sample dtype we hand it)
 _SNDFILE = {
     "wav": ("WAV", "PCM_16", "int16"),

@@ -1,7 +1,13 @@
 """Errors a single request can cause; the handler returns ``str(error)`` as ``{"error": ...}``.
 
-    ServingError(F5WorkerError)
+    ServingError(F5WorkerError)               status: the HTTP status the local API answers with (400 unless said)
     ├── RequestError(ValueError)              the payload breaks the schema (names the field, rule, value)
+    │   ├── VoiceNotFound(LookupError)    404 no voice of that name (the known ones are listed)
+    │   ├── VoiceExists                   409 a voice of that name is already stored (or built in)
+    │   ├── VoiceReadOnly                 403 a built-in voice cannot be deleted
+    │   └── PayloadTooLarge               413 an upload over F5_WORKER_MAX_REF_BYTES
+    ├── TranscriptionUnavailable          ref_text is missing and this worker cannot transcribe (says how to
+    │                                     enable it, or to send ref_text); 503 when the ASR model failed to load
     ├── ReferenceFetchError(OSError)          the ref_audio URL was refused or could not be fetched
     │   ├── ReferenceAddressRefused           it resolves to a private/loopback/metadata address
     │   ├── ReferenceTooLarge                 the body passed the size cap
@@ -27,11 +33,18 @@ __all__ = [
     "ReferenceTooLarge",
     "ReferenceTimeout",
     "AudioError",
+    "VoiceNotFound",
+    "VoiceExists",
+    "VoiceReadOnly",
+    "PayloadTooLarge",
+    "TranscriptionUnavailable",
 ]
 
 
 class ServingError(F5WorkerError):
     """Base class of errors caused by one request's input; safe to show to its sender."""
+
+    status = 400
 
 
 class RequestError(ServingError, ValueError):
@@ -63,3 +76,25 @@ class ReferenceTimeout(ReferenceFetchError, TimeoutError):
 
 class AudioError(ServingError, ValueError):
     pass
+
+
+class VoiceNotFound(RequestError, LookupError):
+    status = 404
+
+
+class VoiceExists(RequestError):
+    status = 409
+
+
+class VoiceReadOnly(RequestError):
+    status = 403
+
+
+class PayloadTooLarge(RequestError):
+    status = 413
+
+
+class TranscriptionUnavailable(ServingError):
+    def __init__(self, message: str, status: int = 400):
+        self.status = status
+        super().__init__(message)

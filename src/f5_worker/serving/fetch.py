@@ -33,6 +33,7 @@ from dataclasses import dataclass
 
 import httpx
 
+from ..settings import env_name
 from .errors import ReferenceAddressRefused, ReferenceFetchError, ReferenceTimeout, ReferenceTooLarge
 
 __all__ = ["fetch_reference", "address_refusal", "MAX_REDIRECTS", "METADATA_ADDRESSES"]
@@ -43,9 +44,9 @@ Resolver = Callable[..., list]
 MAX_REDIRECTS = 5
 CHUNK = 64 * 1024
 REDIRECT_STATUS = frozenset({301, 302, 303, 307, 308})
-ALLOW_HTTP_SETTING = "F5_WORKER_REF_ALLOW_HTTP"
-MAX_BYTES_SETTING = "F5_WORKER_MAX_REF_BYTES"
-TIMEOUT_SETTING = "F5_WORKER_REF_DOWNLOAD_TIMEOUT"
+ALLOW_HTTP_SETTING = env_name("ref_allow_http")
+MAX_BYTES_SETTING = env_name("max_ref_bytes")
+TIMEOUT_SETTING = env_name("ref_download_timeout_s")
 METADATA_ADDRESSES = frozenset(ipaddress.ip_address(a) for a in (
     "169.254.169.254",  # AWS, GCP, Azure, OCI, DigitalOcean...
     "fd00:ec2::254",  # AWS over IPv6

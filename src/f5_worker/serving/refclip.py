@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["clip_reference", "split_on_silence", "remove_silence_edges", "remove_long_silences",
+__all__ = ["clip_reference", "split_on_silence", "remove_silence_edges", "remove_long_silences", "LongSilenceFilter",
            "CLIP_MS", "KEEP_AT_LEAST_MS", "TAIL_SILENCE_MS"]
 
 CLIP_MS = 12_000
@@ -183,3 +183,42 @@ def remove_long_silences(samples: np.ndarray, sr: int) -> np.ndarray:
     min_len, thresh_db, keep = OUTPUT_SILENCE
     pieces = split_on_silence(np.asarray(samples, dtype=np.float32), sr, min_len, thresh_db, keep=keep)
     return np.concatenate(pieces).astype(np.float32, copy=False) if pieces else np.asarray(samples, np.float32)
+
+
+class LongSilenceFilter:
+    """``remove_long_silences`` for audio that arrives in pieces (a streamed job with ``remove_silence``).
+
+    Each piece is held back from the end of its last loud 10 ms window (louder than -50 dBFS);
+    what came before is filtered and let go. A pause inside what is let go is shortened exactly
+    as ``remove_long_silences`` shortens it; a pause that spans the hold-back point is filtered
+    as the leading silence of the next block, which keeps 500 ms of it where the whole output
+    would keep up to 1 s (500 ms a side). At the end, a trailing silence of 1 s or more keeps 500 ms.
+    """
+
+    def __init__(self, sr: int):
+        self.sr = sr
+        self._held = np.zeros(0, dtype=np.float32)
+        self._window = max(_index(10, sr), 1)
+        self._threshold = 10 ** (OUTPUT_SILENCE[1] / 20)
+
+    def _last_loud_end(self, samples: np.ndarray) -> int:
+        """The end of the last loud window, in samples (0 if none is loud)."""
+        usable = len(samples) // self._window * self._window
+        if not usable:
+            return 0
+        windows = samples[:usable].reshape(-1, self._window).astype(np.float64)
+        loud = np.flatnonzero(np.sqrt(np.mean(np.square(windows), axis=1)) > self._threshold)
+        return int(loud[-1] + 1) * self._window if loud.size else 0
+
+    def feed(self, samples: np.ndarray) -> np.ndarray:
+        block = np.concatenate((self._held, np.asarray(samples, dtype=np.float32)))
+        cut = self._last_loud_end(block)
+        self._held = block[cut:]
+        return remove_long_silences(block[:cut], self.sr) if cut else block[:0]
+
+    def finish(self) -> np.ndarray:
+        rest, self._held = self._held, np.zeros(0, dtype=np.float32)
+        if self._last_loud_end(rest):
+            return remove_long_silences(rest, self.sr)
+        keep = _index(OUTPUT_SILENCE[2], self.sr)
+        return rest[:keep] if len(rest) >= _index(OUTPUT_SILENCE[0], self.sr) else rest

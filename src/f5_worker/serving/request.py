@@ -30,7 +30,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Union
 
+from .. import params
 from ..errors import ConfigError
+from ..settings import (DEFAULT_MAX_OUTPUT_SECONDS, DEFAULT_MAX_REF_BYTES, DEFAULT_MAX_REF_SECONDS,
+                        DEFAULT_MAX_TEXT_CHARS, DEFAULT_REF_DOWNLOAD_TIMEOUT_S, Settings, env_name)
+from ..voices.store import OPENAI_VOICES, VOICE_NAME
 from .errors import RequestError
 from .formats import FORMATS, MODEL_SAMPLE_RATE, rate_problem
 
@@ -54,25 +58,19 @@ __all__ = [
     "DEFAULT_DOWNLOAD_TIMEOUT_S",
 ]
 
-# Defaults of the limits; each maps to an F5_WORKER_ setting (see LIMIT_SETTINGS).
-DEFAULT_MAX_TEXT_CHARS = 5_000  # F5-TTS chunks long text itself; this bounds one job's work
-DEFAULT_MAX_REF_BYTES = 10 * 1024**2  # about 3.6 min of 24 kHz 16-bit wav; RunPod caps /run bodies at 10 MB
-DEFAULT_MAX_REF_SECONDS = 60.0  # F5-TTS keeps only ~12 s of it anyway (see refclip.py)
-DEFAULT_MAX_OUTPUT_SECONDS = 300.0
-DEFAULT_DOWNLOAD_TIMEOUT_S = 15.0  # the whole reference fetch: DNS, connect, redirects, body
-
-LIMIT_SETTINGS = {
-    "max_text_chars": "F5_WORKER_MAX_TEXT_CHARS",
-    "max_ref_bytes": "F5_WORKER_MAX_REF_BYTES",
-    "max_ref_seconds": "F5_WORKER_MAX_REF_SECONDS",
-    "max_output_seconds": "F5_WORKER_MAX_OUTPUT_SECONDS",
-    "download_timeout_s": "F5_WORKER_REF_DOWNLOAD_TIMEOUT",
+# The limits' defaults and variables are the settings' (f5_worker.settings); Limits is the part a request needs.
+DEFAULT_DOWNLOAD_TIMEOUT_S = DEFAULT_REF_DOWNLOAD_TIMEOUT_S
+LIMIT_SETTINGS = {  # Limits field -> the variable that sets it
+    "max_text_chars": env_name("max_text_chars"),
+    "max_ref_bytes": env_name("max_ref_bytes"),
+    "max_ref_seconds": env_name("max_ref_seconds"),
+    "max_output_seconds": env_name("max_output_seconds"),
+    "download_timeout_s": env_name("ref_download_timeout_s"),
 }
 
-VOICE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 MAX_URL_CHARS = 2048
 DELIVERIES = ("inline", "s3")
-SEED_MAX = 2**31 - 1
+SEED_MAX = params.SEED_MAX
 _SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://")
 _DATA_URL = re.compile(r"data:([^,;]*)((?:;[^,;]*)*),", re.IGNORECASE)
 _B64_ALPHABET = re.compile(r"[A-Za-z0-9+/_-]*={0,2}")
@@ -93,6 +91,12 @@ class Limits:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0 or value == math.inf:
                 raise ConfigError(f"{setting}={value!r} must be a finite number greater than 0")
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Limits:
+        return cls(max_text_chars=settings.max_text_chars, max_ref_bytes=settings.max_ref_bytes,
+                   max_ref_seconds=settings.max_ref_seconds, max_output_seconds=settings.max_output_seconds,
+                   download_timeout_s=settings.ref_download_timeout_s)
 
 
 @dataclass(frozen=True)
@@ -119,33 +123,25 @@ RefAudio = Union[RefURL, RefBytes, RefVoice]
 
 @dataclass(frozen=True)
 class SynthesisRequest:
-    """A validated request. Defaults are F5-TTS's own (``f5_tts/infer/utils_infer.py``)."""
+    """A validated request. Defaults are F5-TTS's own (``f5_worker.params``)."""
 
-    text: str
+    text: str  # may switch voices with [name] tags (``segments``)
     ref_audio: RefAudio
-    ref_text: str | None = None  # None: F5-TTS transcribes the reference with its ASR model
-    speed: float = 1.0
-    nfe_step: int = 32
-    cfg_strength: float = 2.0
-    sway_sampling_coef: float = -1.0
-    cross_fade_duration: float = 0.15
-    seed: int | None = None  # None: a random seed
-    remove_silence: bool = False
+    ref_text: str | None = None  # None: the stored voice's text, else transcribed (``asr``)
+    speed: float = params.SPEED
+    nfe_step: int = params.NFE_STEP
+    cfg_strength: float = params.CFG_STRENGTH
+    sway_sampling_coef: float = params.SWAY_SAMPLING_COEF
+    cross_fade_duration: float = params.CROSS_FADE_DURATION
+    seed: int | None = None  # None: a random one, chosen once by Service.prepare and reported
+    remove_silence: bool = params.REMOVE_SILENCE
     output_format: str = "wav"
     sample_rate: int = MODEL_SAMPLE_RATE
     delivery: str = "inline"
 
 
 # name -> (type, low, high); both bounds inclusive.
-_RANGES: dict[str, tuple[type, float, float]] = {
-    "speed": (float, 0.3, 3.0),
-    "nfe_step": (int, 4, 128),
-    "cfg_strength": (float, 0.0, 10.0),
-    "sway_sampling_coef": (float, -1.0, 1.0),
-    "cross_fade_duration": (float, 0.0, 1.0),
-    "seed": (int, 0, SEED_MAX),
-    "sample_rate": (int, 8_000, 48_000),
-}
+_RANGES: dict[str, tuple[type, float, float]] = {**params.RANGES, "sample_rate": (int, 8_000, 48_000)}
 _FIELDS = ("text", "ref_audio", "ref_text", *_RANGES, "remove_silence", "output_format", "delivery")
 # Names other APIs use for our fields: "did you mean" hints, never silent aliases.
 _HINTS = {"gen_text": "text", "input": "text", "voice": "ref_audio", "ref_audio_url": "ref_audio",
@@ -380,22 +376,35 @@ def openai_stream_format(payload: Mapping) -> str:
     return payload.get("stream_format") or "audio"
 
 
-def parse_openai_speech(payload: object, limits: Limits = Limits()) -> SynthesisRequest:
+# OpenAI's model names, accepted as names of the one model this worker serves (GET /v1/models lists them).
+OPENAI_MODEL_ALIASES = ("tts-1", "tts-1-hd", "gpt-4o-mini-tts")
+
+
+def parse_openai_speech(payload: object, limits: Limits = Limits(),
+                        models: tuple[str, ...] | None = None) -> SynthesisRequest:
     """Map an OpenAI ``POST /v1/audio/speech`` body onto a request.
 
-    ``model`` and ``instructions`` are accepted and ignored (F5-TTS takes its voice and
-    style from the reference audio); ``voice`` must name a stored voice (a string, or
-    ``{"id": name}``). OpenAI returns 24 kHz audio, and so does this.
+    ``model`` must be one of ``models`` when given (the loaded model's name and OpenAI's
+    ``OPENAI_MODEL_ALIASES``); ``instructions`` is accepted and ignored (F5-TTS takes its
+    voice and style from the reference audio); ``voice`` names a voice (a string, or
+    ``{"id": name}``): stored, built in, or one of OpenAI's names for the default voice; the
+    ``input`` may switch voices with ``[name]`` tags. OpenAI returns 24 kHz audio, and so does this.
     """
     body = _check_fields(payload, _OPENAI_FIELDS, {"text": "input", "ref_audio": "voice"}, "request body")
+    model = body.get("model")
+    if models is not None and model is not None:
+        if not isinstance(model, str) or model.strip() not in models:
+            raise _fail("model", f"model {_show(model)} is not served here; use one of {', '.join(models)} "
+                                 "(all the same F5-TTS model)")
     text = _text("input", body.get("input"), limits.max_text_chars, required=True)
     voice = body.get("voice")
     if isinstance(voice, Mapping) and set(voice) == {"id"}:
         voice = voice["id"]
     if voice is None:
-        raise _fail("voice", "voice is required: the name of a stored voice")
+        raise _fail("voice", f"voice is required: the name of a voice (GET /v1/audio/voices) or one of "
+                             f"OpenAI's ({', '.join(OPENAI_VOICES)})")
     if not isinstance(voice, str):
-        raise _fail("voice", f"voice must be the name of a stored voice, got {_kind(voice)}")
+        raise _fail("voice", f"voice must be the name of a voice, got {_kind(voice)}")
     ref = _voice("voice", voice.strip())
     fmt = body.get("response_format", "mp3")
     if isinstance(fmt, str) and fmt.strip().lower() == "aac":
@@ -406,7 +415,7 @@ def parse_openai_speech(payload: object, limits: Limits = Limits()) -> Synthesis
     if stream_format not in OPENAI_STREAM_FORMATS:
         raise _fail("stream_format", f"stream_format must be 'audio' or 'sse', got {_show(stream_format)}")
     speed_range = _RANGES["speed"]
-    speed = 1.0 if body.get("speed") is None else _number("speed", body["speed"], *speed_range)
+    speed = params.SPEED if body.get("speed") is None else _number("speed", body["speed"], *speed_range)
     # An extension (the openai client's extra_body): the same seed gives the same audio, streamed or whole.
     seed = None if body.get("seed") is None else _number("seed", body["seed"], *_RANGES["seed"])
     return SynthesisRequest(text=text, ref_audio=ref, speed=speed, output_format=OPENAI_FORMATS[fmt], seed=seed)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import threading
 from collections.abc import AsyncIterator
@@ -27,18 +28,25 @@ log = get_logger("serving.stream")
 
 
 class SpeechStream:
-    def __init__(self, service, synthesis: SynthesisRequest, *, sse: bool):
+    def __init__(self, service, synthesis: SynthesisRequest, *, sse: bool,
+                 admission: contextlib.AbstractContextManager | None = None):
         self.service, self.synthesis, self.sse = service, synthesis, sse
+        self.admission = admission or contextlib.nullcontext()  # held from open() until the body ends
         self.cancel = threading.Event()
         self.encoder = StreamEncoder(synthesis.output_format, MODEL_SAMPLE_RATE)  # ValueError: not streamable
         self._waves = None
 
     async def open(self) -> SpeechStream:
-        """Fetch and prepare the reference; raises ``ServingError`` for bad input, before any byte is sent."""
-        service, synthesis = self.service, self.synthesis
-        reference = await asyncio.to_thread(service.reference, synthesis, self.cancel.is_set)
-        self._waves = service.engine.stream(reference, synthesis.text, service.params(synthesis), self.cancel.is_set,
-                                            first_alone=True)
+        """Prepare the job (its references, their words, its [voice] segments); raises ``ServingError`` for bad
+        input, before any byte is sent."""
+        service = self.service
+        self.admission.__enter__()
+        try:
+            job = await asyncio.to_thread(service.prepare, self.synthesis, self.cancel.is_set)
+        except BaseException:
+            self.admission.__exit__(None, None, None)
+            raise
+        self._waves = service.waves(job, self.cancel.is_set, first_alone=True)
         return self
 
     async def body(self) -> AsyncIterator[bytes]:
@@ -61,6 +69,7 @@ class SpeechStream:
                 yield _event({"type": "error", "error": {"message": str(exc), "type": "server_error"}})
         finally:
             self.cancel.set()  # a client gone, or the job over: chunks not yet sampled are dropped
+            self.admission.__exit__(None, None, None)
             try:
                 self._waves.close()
             except ValueError:  # running on a thread right now: the cancel flag ends it within 50 ms
