@@ -2,7 +2,7 @@
 """Speed of the worker's sampler (f5_worker.engine.sampler) on a GPU: single requests, batches, options.
 
     python bench/sampler_speed.py [--compile] [--cudnn-benchmark] [--batches 1,2,4,8,16,32,64] [--json OUT]
-    python bench/sampler_speed.py --model tiny-random --device cpu --nfe 2 --batches 1,2 --runs 1   # smoke run
+    python bench/sampler_speed.py --model tiny-random --device cpu --nfe 2 --batches 1,2 --runs 1 --mixed 4  # smoke
 
 F5TTS_v1_Base size, random weights, the serving dtype (fp16 on the GPU), NFE 32, cfg 2, sway -1, 5 s
 reference + 10 s to generate (1406 frames). Sampler only (no vocoder). Median of --runs (5) after 2 warm-ups.
@@ -11,9 +11,10 @@ reference + 10 s to generate (1406 frames). Sampler only (no vocoder). Median of
   against its SDPA path as the yardstick of fp16 rounding (--no-numerics: skip, F5-TTS not needed);
 - single: eager vs CUDA graph (graph capture for a new length timed separately), per attention backend;
 - same_length_batch B: B requests of 1406 frames, unmasked, CUDA graph;
-- mixed16: 16 requests of 3-15 s, masked, per attention backend;
+- mixed16: 16 requests of 3-15 s, masked, per attention backend (--mixed N: N requests);
 - with --compile: the same with the velocity function under torch.compile (inductor).
-On the CPU there are no CUDA graphs: the "graph" rows run eagerly.
+flash-attn runs where it imports (on the GPU machine: `source bench/gpu_env.sh flash`). On the CPU there are
+no CUDA graphs: the "graph" rows run eagerly.
 """
 
 from __future__ import annotations
@@ -64,7 +65,7 @@ def main() -> int:
     torch.backends.cudnn.benchmark = args.cudnn_benchmark
     out: dict = {**environment(device, args.model), "compile": args.compile, "cudnn_benchmark": args.cudnn_benchmark,
                  "nfe": args.nfe, "frames": FRAMES, "ref_frames": REF_FRAMES, "runs": runs}
-    backends = ["torch"] + (["flash_attn"] if cuda and flash_attn_available() else [])
+    backends = ["torch"] + (["flash_attn"] if flash_attn_available() else [])
     model = build_model(args.model, ModelFiles(), device=device)
     dtype = next(model.parameters()).dtype
     config = SamplingConfig(steps=args.nfe)

@@ -6,24 +6,25 @@
 
 Random weights at the model's size (speed does not depend on weight values; the audio is noise). The
 serving dtype (fp16 on the GPU), Euler, NFE 32, cfg_strength 2, sway -1, a 5 s reference and 10 s to
-generate; median of --runs after 2 warm-ups (--warm-ups). For SDPA (F5-TTS's attn_backend "torch") and, when it imports,
-flash-attn, with one set of weights: the worker's engine builds them, and F5-TTS's own modules get a copy
-(``cfm_like``, ``vocos_like`` in tests/lib/support/f5_reference.py; F5-TTS comes from the kit on the GPU).
+generate; median of --runs after 2 warm-ups (--warm-ups). For SDPA (F5-TTS's attn_backend "torch") and,
+where it imports, flash-attn (bench/gpu_synthesis.sh activates it through the worker's bootstrap), with
+one set of weights: the worker's engine builds them, F5-TTS's own modules get a copy (``cfm_like``,
+``vocos_like`` in tests/lib/support/f5_reference.py; F5-TTS comes from the kit on the GPU machine).
 
 Timed, one model resident at a time:
 - worker_sampler: the worker's Sampler alone, one request of 1405 frames (CUDA graphs, as the engine runs it);
 - worker_pipeline: Engine.synthesize (chunk preparation, batcher, sampler, vocoder), the length F5-TTS's
   duration rule gives the text (10.19 s of audio for the real size);
-- worker_batch16_mixed: 16 requests of 3-15 s in one masked sampler call (the "batch" backend; --mixed N: N requests);
+- worker_batch16_mixed: 16 requests of 3-15 s in one masked sampler call (the "batch" backend; --mixed N: N);
 - sampler: F5-TTS's CFM.sample alone (what ../shared/gpu/README.md's baseline measured);
 - stock_pipeline: F5-TTS's utils_infer.infer_batch_process (sampler + vocoder), as F5TTS.infer runs it, 15 s fixed;
 - batch16_mixed: the same 16 requests in one CFM.sample call, attention mask on (what batching needs);
 - the physical floor: FLOPs of one synthesis over the measured fp16 matrix rate (GPU only).
 
 Numerics (``numerics_mean_rel_diff``), same seed, same tokens, same reference: the mean relative difference
-of each output from F5-TTS's SDPA path, for the sampler (generated mel, 1405 frames) and the pipeline (audio,
-F5-TTS given the engine's length). F5-TTS's own flash-attn path against its SDPA path is the yardstick of
-fp16 rounding the worker's differences are read against (on the CPU, fp32, they are ~1e-7).
+of each output from F5-TTS's SDPA path, for the sampler (the 936 mel frames after the reference's 469) and
+the pipeline (audio, F5-TTS given the engine's length). F5-TTS's own flash-attn path against its SDPA path
+is the yardstick of fp16 rounding the worker's differences are read against (on the CPU, fp32, ~1e-7).
 """
 
 from __future__ import annotations
@@ -114,7 +115,7 @@ def main() -> int:
     from f5_worker.engine.sampler import SampleRequest, SamplingConfig
     from f5_worker.engine.text import convert_char_to_pinyin, list_str_to_idx
 
-    backends = ["sdpa"] + (["flash_attn"] if cuda and flash_attn_available() else [])
+    backends = ["sdpa"] + (["flash_attn"] if flash_attn_available() else [])
     f5 = f5_reference()  # after flash-attn is importable: F5-TTS's attention looks for it once, at import
     arch = model_arch(args.model)
     results: dict = {**environment(device, args.model), "nfe": nfe, "ref_s": REF_S, "gen_s": GEN_S, "runs": runs,
@@ -154,7 +155,7 @@ def main() -> int:
         sample = lambda requests: engine.batcher.call(lambda: engine.sampler.sample(requests, config))  # noqa: E731
         seconds, peak = timed(lambda: sample(single))
         row["worker_sampler"] = rtf_row(seconds, GEN_S, peak)
-        worker_mel = sample(single)[0][ref_frames:].float().cpu()
+        worker_mel = sample(single)[0][cond.shape[0]:].float().cpu()
         voice = engine.reference(ref[0].numpy(), REF_TEXT)
         out = {}
 
@@ -187,7 +188,7 @@ def main() -> int:
         row["sampler"] = rtf_row(seconds, GEN_S, peak)
         if cuda:
             row["sampler"]["vs_floor"] = round(seconds * 1000 / results["floor_ms"], 1)
-        f5_mel = f5_sample(seed=0)[0, ref_frames:].float().cpu()
+        f5_mel = f5_sample(seed=0)[0, cond.shape[0]:].float().cpu()
 
         def stock(seconds_fixed, seed=None):
             if seed is not None:
