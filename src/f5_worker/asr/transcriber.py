@@ -192,7 +192,7 @@ class Transcriber:
         pipe = self._load()
         from ..serving.audio import resample
 
-        audio = resample(np.asarray(samples, dtype=np.float32), sample_rate, ASR_SAMPLE_RATE)
+        audio = resample(np.array(samples, dtype=np.float32), sample_rate, ASR_SAMPLE_RATE)  # a writable copy
         options: dict = {"max_new_tokens": MAX_NEW_TOKENS}
         if "transcribe" in (getattr(pipe.model.generation_config, "task_to_id", None) or {}):
             options["task"] = "transcribe"  # as F5-TTS asks; the language is detected
