@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Every engine benchmark once on the CPU, tiny-random, few steps: catches a script the engine has moved away
+# from, without a GPU. Not timings to read. About 3-4 minutes on 2 cores; from the repo root:
+#
+#   bash bench/cpu_smoke.sh [NAME...]      (no argument: all; PYTHON defaults to .venv/bin/python)
+#
+# Logs and JSON in /tmp/bench-smoke/. Exit status: the number of scripts that failed.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-.venv/bin/python}
+DIR=/tmp/bench-smoke; mkdir -p "$DIR"
+declare -A SMOKE=(
+  [synthesis]="bench/synthesis.py --model tiny-random --device cpu --nfe 4 --runs 1 --warm-ups 1 --mixed 4 --json $DIR/synthesis.json"
+  [sampler_speed]="bench/sampler_speed.py --model tiny-random --device cpu --nfe 2 --batches 1,2 --runs 1 --mixed 4 --json $DIR/sampler_speed.json"
+  [new_lengths]="bench/new_lengths.py --model tiny-random --device cpu --nfe 2 --json $DIR/new_lengths.json"
+  [new_lengths_prewarmed]="bench/new_lengths.py --model tiny-random --device cpu --nfe 2 --prewarmed"
+  [throughput]="bench/throughput.py --model tiny-random --device cpu --concurrency 1,2 --rounds 1 --tune --json $DIR/throughput.json"
+  [conv_probe]="bench/probes/conv_probe.py --device cpu --dim 64 --seqs 2 --runs 1 --json $DIR/conv_probe.json"
+  [rss_probe]="bench/probes/gpu_rss_probe.py --model tiny-random --device cpu --jobs 20 --nfe 4"
+  [worker_check]="bench/gpu_worker_check.py"
+)
+ORDER=(synthesis sampler_speed new_lengths new_lengths_prewarmed throughput conv_probe rss_probe worker_check)
+failed=0
+for name in "${@:-${ORDER[@]}}"; do
+  [ -n "${SMOKE[$name]:-}" ] || { echo "unknown: $name (one of ${ORDER[*]})"; exit 2; }
+  began=$SECONDS
+  # shellcheck disable=SC2086  # the command line is a list of words
+  if F5_WORKER_VOLUME=$DIR/volume F5_WORKER_FLASH_ATTN=off F5_WORKER_MODEL=tiny-random F5_WORKER_OFFLINE=true \
+       timeout 600 $PY ${SMOKE[$name]} >"$DIR/$name.log" 2>&1; then
+    echo "ok    $name ($((SECONDS - began)) s)"
+  else
+    echo "FAIL  $name ($((SECONDS - began)) s): $DIR/$name.log"; tail -5 "$DIR/$name.log" | sed 's/^/      /'
+    failed=$((failed + 1))
+  fi
+done
+exit $failed
