@@ -43,8 +43,10 @@ _UPLOAD_SCHEMA = {
         "content": {"multipart/form-data": {"schema": {
             "type": "object",
             "required": ["name", "file"],
+            "additionalProperties": False,
             "properties": {
-                "name": {"type": "string", "description": "1-64 letters, digits, '.', '_' or '-'"},
+                "name": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$",
+                         "description": "1-64 letters, digits, '.', '_' or '-', starting with a letter or digit"},
                 "file": {"type": "string", "format": "binary", "description": "the reference audio (wav, flac, mp3, "
                          "ogg; m4a/webm through ffmpeg when installed)"},
                 "text": {"type": "string", "description": "the words spoken; transcribed when left out"},
@@ -136,7 +138,7 @@ def voices_router(worker) -> APIRouter:
             voice = await asyncio.to_thread(worker.service.voices.delete, voice_id)
         except ServingError as exc:
             return _serving_error(exc)
-        return {"id": voice.id, "object": "voice", "deleted": True}
+        return {"id": voice.id, "object": "audio.voice.deleted", "deleted": True}
 
     return router
 
@@ -174,7 +176,12 @@ async def _read_upload(request: Request, max_bytes: int) -> tuple[str, bytes, st
         text = next((form[key] for key in TEXT_FIELDS if key in form), None)
         if text is not None and not isinstance(text, str):
             raise RequestError("text must be a form field (the words spoken), not a file", field="text")
-        unknown = sorted(set(form) - {"name", *AUDIO_FIELDS, *TEXT_FIELDS, "model", "consent"})
+        kind = form.get("type", "audio_sample")
+        if kind != "audio_sample":
+            raise RequestError(f"type {kind!r} is not supported: a voice here is made from an audio sample",
+                               field="type")
+        # OpenAI's custom-voice fields this server has no use for: a consent id, a model, a script hint
+        unknown = sorted(set(form) - {"name", *AUDIO_FIELDS, *TEXT_FIELDS, "type", "model", "consent", "script_hint"})
         if unknown:
             raise RequestError(f"unknown form field {unknown[0]!r}; send name, file and (optional) text",
                                field=unknown[0])

@@ -4,7 +4,7 @@ Where a name is looked up, in order:
 
 1. a voice stored through the API: one directory, published whole::
 
-       <voices>/<name>/voice.json     {"name", "text", "transcribed", "seconds", "sample_rate", "created", "source"}
+       <voices>/<name>/voice.json     {"name", "text", "transcribed", "seconds", "sample_rate", "created_at", "source"}
        <voices>/<name>/audio.wav      the reference as the engine takes it: 24 kHz mono float32, decoded and
                                       clipped as F5-TTS clips it (so it is never decoded or clipped again)
 
@@ -62,14 +62,23 @@ class Voice:
     transcribed: bool = False  # the text came from the ASR model, not from a person
     prepared: bool = False  # path holds the engine's samples already (a stored voice): no decoding or clipping
     seconds: float | None = None
+    created_at: int | None = None  # Unix time; None: the file's modification time
 
     @property
     def builtin(self) -> bool:
         return self.kind == "builtin"
 
     def to_json(self) -> dict:
-        return {"id": self.id, "name": self.id, "object": "voice", "builtin": self.builtin, "text": self.text,
-                "transcribed": self.transcribed, **({"seconds": self.seconds} if self.seconds is not None else {})}
+        """OpenAI's voice object (``id``, ``name``, ``object``, ``created_at``, ``type``) and what F5-TTS adds."""
+        created = self.created_at
+        if created is None:
+            try:
+                created = int(self.path.stat().st_mtime)
+            except OSError:
+                created = 0
+        return {"id": self.id, "name": self.id, "object": "audio.voice", "created_at": created, "type": "audio_sample",
+                "builtin": self.builtin, "text": self.text, "transcribed": self.transcribed,
+                **({"seconds": self.seconds} if self.seconds is not None else {})}
 
 
 def check_name(name: object, what: str = "name") -> str:
@@ -111,8 +120,10 @@ class VoiceStore:
         if not isinstance(meta, dict) or not audio.is_file():
             return None
         text = meta.get("text") if isinstance(meta.get("text"), str) and meta.get("text").strip() else None
+        number = lambda key: meta.get(key) if isinstance(meta.get(key), (int, float)) else None  # noqa: E731
+        created = number("created_at")
         return Voice(name, audio, text, "stored", transcribed=bool(meta.get("transcribed")), prepared=True,
-                     seconds=meta.get("seconds") if isinstance(meta.get("seconds"), (int, float)) else None)
+                     seconds=number("seconds"), created_at=int(created) if created is not None else None)
 
     def _file(self, name: str) -> Voice | None:
         for suffix in LEGACY_SUFFIXES:
@@ -191,9 +202,9 @@ class VoiceStore:
                 sf.write(out, samples, MODEL_SAMPLE_RATE, format="WAV", subtype="FLOAT")
                 out.flush()
                 os.fsync(out.fileno())
+            created = int(time.time())
             meta = {"name": name, "text": text, "transcribed": transcribed, "seconds": seconds,
-                    "sample_rate": MODEL_SAMPLE_RATE, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                    "source": source or {}}
+                    "sample_rate": MODEL_SAMPLE_RATE, "created_at": created, "source": source or {}}
             with open(staging / META, "w", encoding="utf-8") as out:
                 json.dump(meta, out, ensure_ascii=False, indent=2)
                 out.flush()
@@ -209,7 +220,7 @@ class VoiceStore:
             if staging.exists():
                 shutil.rmtree(staging, ignore_errors=True)
         return Voice(name, self.directory / name / AUDIO, text, "stored", transcribed=transcribed, prepared=True,
-                     seconds=seconds)
+                     seconds=seconds, created_at=created)
 
     def _refuse_taken(self, name: str) -> None:
         if name in builtin_voices():
