@@ -22,7 +22,7 @@ SUITES=(
   "throughput-mixed|PARTS=mixed bench/gpu_throughput.sh: the curve over mixed lengths, policy measured by the engine"
   "sampler-speed|bench/gpu_sampler_speed.sh \$VARIANTS (plain; cudnn, compile): the sampler alone"
   "new-lengths|bench/gpu_new_lengths.sh \$ARGS (--prewarmed, --split-only): the cost of a length seen for the first time"
-  "synthesis|bench/gpu_synthesis.sh: F5-TTS's sampler and pipeline vs the worker's engine, per attention backend"
+  "synthesis|bench/gpu_synthesis.sh: F5-TTS's sampler and pipeline vs the worker's, speed and fp16 numerics per backend"
   "load|bench/gpu_load.sh: the HTTP load test against serve at the real size: 64 clients, then an open loop (RELIABILITY.md)"
   "realtime|bench/gpu_realtime.sh: streamed first audio vs the whole file; one request at NFE 7, 16 and 32 (EPSS)"
   "probe-step|bench/probes/gpu_step_probe.sh: where a sampling step's time goes (record: ran at 2a1a2c9, no longer runs)"
