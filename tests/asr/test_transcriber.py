@@ -89,6 +89,22 @@ class TestTranscriber:
                               check=True).stdout.strip() == "False"
 
 
+@pytest.mark.slow
+def test_preload_loads_in_the_background_after_the_worker_is_ready(settings):
+    import time
+
+    from f5_worker.worker import Worker
+
+    worker = Worker(settings.replace(model="tiny-random", flash_attn="off", asr_preload=True)).load(warm_up=False)
+    assert worker.state == "ready"
+    deadline = time.monotonic() + 120
+    while worker.health()["asr"]["state"] != "ready" and time.monotonic() < deadline:
+        assert worker.health()["asr"]["state"] in ("not loaded", "loading")
+        time.sleep(0.1)
+    assert worker.health()["asr"] == {"model": REPO, "state": "ready"}
+    assert worker.service.transcriber.calls == 0  # loaded, not used
+
+
 @pytest.mark.parametrize("text, seconds, problem", [
     ("Some call me nature, others call me mother nature.", 3.2, None),
     ("对，这就是我，万人敬仰的太乙真人。", 3.0, None),

@@ -127,6 +127,22 @@ class TestUploads:
         assert response.json()["seconds"] == pytest.approx(2.55, abs=0.1)  # clipped as F5-TTS clips: + 50 ms
         assert httpx.delete(f"{base}/v1/audio/voices/{voice_id}").status_code == 200
 
+    @pytest.mark.parametrize("suffix, codec", [("m4a", "aac"), ("webm", "libopus")])
+    def test_formats_only_ffmpeg_decodes(self, base, tmp_path, suffix, codec):
+        import shutil
+        import subprocess
+
+        ffmpeg = shutil.which("ffmpeg")
+        if not ffmpeg:
+            pytest.skip("ffmpeg is not installed (apt-get install ffmpeg)")
+        source, target = tmp_path / "in.wav", tmp_path / f"out.{suffix}"
+        source.write_bytes(wav_bytes(tone(2.5, 260)))
+        subprocess.run([ffmpeg, "-loglevel", "error", "-i", str(source), "-c:a", codec, str(target)], check=True)
+        response = httpx.post(f"{base}/v1/audio/voices", data={"name": f"ff-{suffix}", "text": "A steady tone."},
+                              files={"file": (target.name, target.read_bytes())}, timeout=120)
+        assert response.status_code == 201, response.text
+        assert httpx.delete(f"{base}/v1/audio/voices/ff-{suffix}").status_code == 200
+
     def test_a_60_s_reference_is_clipped(self, base):
         long = np.concatenate([np.concatenate([tone(1.5, 250), np.zeros(int(1.2 * SR), np.float32)])] * 23)[:60 * SR]
         response = httpx.post(f"{base}/v1/audio/voices", data={"name": "long", "text": "Many words."},
