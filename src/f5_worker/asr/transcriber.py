@@ -43,6 +43,7 @@ INSTALL_HINT = ("install the asr extra into the worker's environment (pip instal
                 "transformers)")
 # Speech runs at roughly 3-25 characters a second (Chinese at the low end, fast English at the top).
 MAX_CHARS_PER_SECOND = 40.0
+LOCK_STRIPES = 64
 
 
 @dataclass(frozen=True)
@@ -81,8 +82,8 @@ class Transcriber:
         self._failed_at = 0.0
         self._load_lock = threading.Lock()
         self._run_lock = threading.Lock()
-        self._keys_lock = threading.Lock()
-        self._keys: dict[str, threading.Lock] = {}
+        # Jobs needing the same transcript wait for one transcription; striped, so the locks stay few.
+        self._stripes = [threading.Lock() for _ in range(LOCK_STRIPES)]
 
     def status(self) -> dict:
         return {"model": self.model_name, "state": self.state, **({"error": self.error} if self.error else {})}
@@ -156,8 +157,7 @@ class Transcriber:
         return hashlib.sha256(self.model_name.encode() + b"\0" + data).hexdigest()
 
     def _lock_for(self, key: str) -> threading.Lock:
-        with self._keys_lock:
-            return self._keys.setdefault(key, threading.Lock())
+        return self._stripes[int(key[:8], 16) % LOCK_STRIPES]
 
     def _cached(self, key: str) -> str | None:
         try:

@@ -37,7 +37,8 @@ from ..log import event, get_logger
 from ..settings import DEFAULT_VOICE, Settings, env_name
 from ..voices.store import Voice, VoiceStore, check_name
 from . import audio
-from .errors import AudioError, PayloadTooLarge, RequestError, ServingError, TranscriptionUnavailable
+from .errors import (AudioError, PayloadTooLarge, RequestError, ServingError, TranscriptionUnavailable,
+                     VoiceNotFound)
 from .fetch import fetch_reference
 from .refclip import LongSilenceFilter, remove_long_silences
 from .request import (Limits, RefBytes, RefURL, RefVoice, SynthesisRequest, classify_ref_audio, parse_request,
@@ -163,11 +164,12 @@ class Service:
         except RequestError:
             raise RequestError(f"text has a [{name}] tag, which cannot name a voice; voice names are 1-64 letters, "
                                "digits, '.', '_' or '-'", field="text") from None
-        voice = self.voices.get(name)
-        if voice is None:
+        try:
+            voice = self.voices.resolve(name)  # OpenAI's names included
+        except VoiceNotFound:
             known = ", ".join(v.id for v in self.voices.list()) or "none"
             raise RequestError(f"text switches to voice [{name}], which is not a voice on this worker; known "
-                               f"voices: {known} ([main] is the request's own voice)", field="text")
+                               f"voices: {known} ([main] is the request's own voice)", field="text") from None
         return self._voice_reference(voice, None, cancelled)
 
     def _reference(self, ref, ref_text: str | None, cancelled) -> tuple[Reference, dict | None, str | None]:
