@@ -11,6 +11,7 @@ someone polls. Here a ``/run`` job starts at once; finished jobs are kept for
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
 import uuid
@@ -88,12 +89,17 @@ class Jobs:
         else:
             job.status, job.output = "COMPLETED", result.get("output", result)
 
-    def submit(self, payload: Any) -> Job:
-        """Start a job now (``/run``); its task runs on the event loop."""
+    def submit(self, payload: Any, held: contextlib.AbstractContextManager | None = None) -> Job:
+        """Start a job now (``/run``); its task runs on the event loop, inside ``held`` (admission) if given."""
         self._forget_old()
         job = Job(f"local-{uuid.uuid4()}")
         self._jobs[job.id] = job
-        job.task = asyncio.get_running_loop().create_task(self.execute(job, payload))
+
+        async def run() -> Job:
+            with held or contextlib.nullcontext():
+                return await self.execute(job, payload)
+
+        job.task = asyncio.get_running_loop().create_task(run())
         return job
 
     async def run_sync(self, payload: Any) -> Job:
