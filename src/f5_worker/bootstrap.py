@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 from . import __version__
 from .attention_choice import AttentionChoice
-from .flash_attn.provision import Verdict, lookup_published, provision
+from .flash_attn.provision import Verdict, hide_base_env, lookup_published, provision
 from .models import ModelsConfig, ModelsReport, ensure_models, plan
 from .fsutil import write_json_atomic
 from .log import event, get_logger, phase
@@ -68,6 +68,9 @@ def run(settings: Settings, *, defer_flash_attn: bool = False,
         report.warnings.append(choice.warning)
         log.warning(choice.warning, extra={"phase": "bootstrap.volume"})
     report.seconds["volume"] = round(time.monotonic() - start, 3)
+    # A flash_attn already in the base environment is hidden at once (this imports nothing) from the worker
+    # and its children, until it passes the same verification as a downloaded wheel (provision, in the background).
+    base_env = hide_base_env(settings)
 
     # Models first: this sets HF_HUB_CACHE (and HF_HUB_OFFLINE when all is cached) before
     # anything can import huggingface_hub; a missing file is reported, not raised, here.
@@ -96,7 +99,7 @@ def run(settings: Settings, *, defer_flash_attn: bool = False,
     verdict = lookup_published(settings, detect=detect) if defer_flash_attn and settings.flash_attn != "require" else None
     if verdict is None and defer_flash_attn and settings.flash_attn == "auto":
         report.flash_attn = Verdict(mode=settings.flash_attn, backend="sdpa", reason=PENDING_REASON,
-                                    attention=AttentionChoice.sdpa(PENDING_REASON))
+                                    attention=AttentionChoice.sdpa(PENDING_REASON), base_env=base_env)
         report.pending.append("flash_attn")
         event(log, "flash_attn deferred", phase="flash_attn", reason=PENDING_REASON)
     else:

@@ -18,11 +18,12 @@ import httpx
 import pytest
 from werkzeug import Response
 
-from f5_worker.errors import FlashAttnRequired
+from f5_worker.errors import (FlashAttnRequired, NotAFlashAttnWheel, VerificationCrashed, VerificationFailed,
+                              VerificationTimeout)
 from f5_worker.flash_attn import install
 from f5_worker.flash_attn.provision import provision
 from support.runtime import gpu_fingerprint
-from support.wheels import Variant, corrupt, upstream_name, wheel_bytes
+from support.wheels import MoreVariant, Variant, corrupt, foreign_wheel_bytes, install_into, upstream_name, wheel_bytes
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("isolated_imports")]
 
@@ -168,6 +169,45 @@ def test_hanging_import_is_cut_off_by_the_verify_timeout(httpserver, make_settin
     assert not verdict.active
     assert "did not finish within 20 s" in verdict.reason
     assert install.rejected(installs_dir(settings)) == {}  # a timeout may be passing trouble: try again next time
+
+
+class TestDecisionsByType:
+    """A verification timeout, a crash and a failed check are told apart by type, never by message text."""
+
+    @pytest.mark.parametrize("variant, error, stage", [
+        (Variant.HANG, VerificationTimeout, None),
+        (Variant.SEGFAULT, VerificationCrashed, "import"),
+        (Variant.IMPORT_ERROR, VerificationFailed, "import"),
+        (MoreVariant.MISLEADING, VerificationFailed, "import"),
+    ])
+    def test_verify_raises_the_type_of_what_happened(self, tmp_path, variant, error, stage):
+        site = install_into(tmp_path / "site", NEWEST, variant)
+        with pytest.raises(VerificationFailed) as caught:
+            install.verify(site, name(NEWEST), timeout_s=5)
+        assert type(caught.value) is error and caught.value.stage == stage
+        if error is VerificationCrashed:
+            assert caught.value.returncode == -11
+
+    def test_a_failure_whose_words_read_like_a_timeout_is_still_remembered(self, httpserver, make_settings):
+        serve(httpserver, NEWEST, wheel_bytes(NEWEST, MoreVariant.MISLEADING))
+        settings = make_settings(flash_attn_upstream=httpserver.url_for("/"), flash_attn_version=NEWEST)
+        verdict = provision(settings, detect=detect())
+        assert not verdict.active and "did not finish within 1 s" in verdict.reason
+        assert "did not finish" in install.rejected(installs_dir(settings))[name(NEWEST)]
+
+    def test_a_wheel_of_another_project_is_refused_and_not_kept(self, httpserver, make_settings, volume):
+        serve(httpserver, NEWEST, foreign_wheel_bytes("not-flash-attn", NEWEST))
+        serve(httpserver, "2.8.3.post1", wheel_bytes("2.8.3.post1"))
+        settings = make_settings(flash_attn_upstream=httpserver.url_for("/"))
+        verdict = provision(settings, detect=detect())
+        assert verdict.active and verdict.version == "2.8.3.post1"
+        assert "its METADATA names the project 'not-flash-attn', not flash-attn" in verdict.attempts[0].error
+        assert not (settings.root / "flash-attn" / "wheels" / name(NEWEST)).exists()
+        assert install.rejected(installs_dir(settings)) == {}  # a download problem, not a verdict on the wheel
+        with pytest.raises(NotAFlashAttnWheel):
+            path = volume / "foreign.whl"
+            path.write_bytes(foreign_wheel_bytes("not-flash-attn", NEWEST))
+            install.wheel_metadata_version(path)
 
 
 def test_every_candidate_failing_falls_back_to_sdpa_with_each_reason(httpserver, make_settings):

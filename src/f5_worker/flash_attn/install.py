@@ -26,16 +26,18 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from packaging.utils import InvalidWheelFilename, parse_wheel_filename
+from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
 from packaging.version import Version
 
-from ..errors import CorruptWheel, InstallFailed, VerificationFailed
+from ..errors import (CorruptWheel, InstallFailed, NotAFlashAttnWheel, VerificationCrashed, VerificationFailed,
+                      VerificationTimeout)
 from ..fsutil import STALE_AFTER_S, write_json_atomic
 from ..log import event, get_logger
 
@@ -88,7 +90,10 @@ class Published:
 
 
 def wheel_metadata_version(path: Path) -> str:
-    """The version the wheel's own METADATA declares; reads every member so a damaged zip is caught here."""
+    """The version the wheel's own METADATA declares; reads every member so a damaged zip is caught here.
+
+    ``CorruptWheel`` for a file that is not a readable wheel, ``NotAFlashAttnWheel`` for a readable
+    wheel of another project."""
     try:
         with zipfile.ZipFile(path) as wheel:
             bad = wheel.testzip()
@@ -97,12 +102,21 @@ def wheel_metadata_version(path: Path) -> str:
             metadata = [n for n in wheel.namelist() if n.count("/") == 1 and n.endswith(".dist-info/METADATA")]
             if len(metadata) != 1:
                 raise CorruptWheel(f"{path.name}: expected one *.dist-info/METADATA, found {len(metadata)}")
+            fields = {}
             for line in wheel.read(metadata[0]).decode("utf-8", "replace").splitlines():
-                if line.startswith("Version:"):
-                    return line.split(":", 1)[1].strip()
+                if not line.strip():
+                    break  # the headers end at the first blank line; the description follows
+                key, sep, value = line.partition(":")
+                if sep and key in ("Name", "Version"):
+                    fields.setdefault(key, value.strip())
     except (zipfile.BadZipFile, EOFError, OSError, ValueError) as exc:
         raise CorruptWheel(f"{path.name} is not a readable wheel: {type(exc).__name__}: {exc}") from exc
-    raise CorruptWheel(f"{path.name}: METADATA has no Version")
+    name = fields.get("Name")
+    if name is not None and canonicalize_name(name) != "flash-attn":
+        raise NotAFlashAttnWheel(path.name, f"its METADATA names the project {name!r}, not flash-attn")
+    if "Version" not in fields:
+        raise CorruptWheel(f"{path.name}: METADATA has no Version")
+    return fields["Version"]
 
 
 def _pip_filename(path: Path, metadata_version: str) -> str:
@@ -181,16 +195,31 @@ def _die_with_parent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
-def verify(site: Path, wheel_name: str, timeout_s: float) -> dict:
-    """Run ``f5_worker.flash_attn.verify`` in a child with ``site`` first on its path."""
+def verify(site: Path, wheel_name: str, timeout_s: float, *, in_place: bool = False, hidden: tuple[str, ...] = ()) -> dict:
+    """Run ``f5_worker.flash_attn.verify`` in a child, which must import flash_attn from ``site``.
+
+    A staged install goes first on the child's path. ``in_place``: a flash_attn the base environment
+    already imports from ``site`` (its site-packages): the path is left as it is, minus ``hidden``
+    (the shadow directory that hides it from this worker's children until it has passed here).
+
+    Raises ``VerificationTimeout`` (the check did not finish), ``VerificationCrashed`` (the child died
+    without a result) or ``VerificationFailed`` (the child's report, with its ``stage``).
+    """
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(site), env.get("PYTHONPATH", "")) if p)
+    paths = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p and p not in hidden]
+    if not in_place:
+        paths.insert(0, str(site))
+    env["PYTHONPATH"] = os.pathsep.join(paths)
     command = [sys.executable, "-m", "f5_worker.flash_attn.verify", str(site)]
-    try:
-        proc = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s, env=env, cwd=site,
-                              preexec_fn=_die_with_parent if sys.platform == "linux" else None)
-    except subprocess.TimeoutExpired as exc:
-        raise VerificationFailed(wheel_name, f"the check did not finish within {timeout_s:.0f} s (hung on import or on the GPU)") from exc
+    # ``-m`` puts the working directory first on the child's path: the staged site itself, or an empty
+    # directory (a base environment's site-packages must not come before the standard library).
+    with tempfile.TemporaryDirectory(prefix="f5-worker-verify-") as empty:
+        try:
+            proc = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s, env=env,
+                                  cwd=empty if in_place else site,
+                                  preexec_fn=_die_with_parent if sys.platform == "linux" else None)
+        except subprocess.TimeoutExpired as exc:
+            raise VerificationTimeout(wheel_name, timeout_s) from exc
     result = None
     for line in reversed(proc.stdout.strip().splitlines()):
         with contextlib.suppress(ValueError):
@@ -198,9 +227,11 @@ def verify(site: Path, wheel_name: str, timeout_s: float) -> dict:
             break
     if not isinstance(result, dict):
         tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-        raise VerificationFailed(wheel_name, f"the check process died ({_describe_exit(proc.returncode)}): {tail}")
+        raise VerificationCrashed(wheel_name, f"the check process died ({_describe_exit(proc.returncode)}): {tail}",
+                                  proc.returncode)
     if not result.get("ok"):
-        raise VerificationFailed(wheel_name, f"at {result.get('stage', '?')}: {result.get('error', 'unknown error')}")
+        stage = result.get("stage")
+        raise VerificationFailed(wheel_name, f"at {stage or '?'}: {result.get('error', 'unknown error')}", stage=stage)
     return result
 
 

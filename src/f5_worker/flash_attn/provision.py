@@ -1,12 +1,13 @@
 """Make a verified flash-attn importable for this runtime, or say why SDPA is used instead.
 
-``provision(settings)`` is the bootstrap step. A warm start finds the install it
-published before for this runtime and activates it: no network, no pip, no torch
-import. A cold start probes the runtime fully, resolves a plan, and tries its
-candidates in order (fetch once onto the volume, stage, verify in a child,
-publish, activate) until one works. Whatever goes wrong ends in a verdict that
-names the reason and the backend to use; only ``F5_WORKER_FLASH_ATTN=require``
-turns a failure into an error.
+``provision(settings)`` is the bootstrap step. A flash_attn the base environment already
+has is hidden first (``baseenv``: imports nothing), whatever happens next. A warm start finds
+the install it published before for this runtime and activates it: no network, no pip, no
+torch import. A cold start probes the runtime fully, tries the base environment's flash_attn
+(verified in a child, where it is; unhidden only if it passes), then resolves a plan and tries
+its candidates in order (fetch once onto the volume, stage, verify in a child, publish,
+activate) until one works. Whatever goes wrong ends in a verdict that names the reason and the
+backend to use; only ``F5_WORKER_FLASH_ATTN=require`` turns a failure into an error.
 """
 
 from __future__ import annotations
@@ -23,19 +24,21 @@ import httpx
 
 from .. import net
 from ..attention_choice import AttentionChoice
-from ..errors import ChecksumMismatch, CorruptWheel, F5WorkerError, FlashAttnRequired, VerificationFailed
+from ..errors import (ChecksumMismatch, CorruptWheel, F5WorkerError, FlashAttnRequired, NotAFlashAttnWheel,
+                      VerificationFailed, VerificationTimeout)
 from ..fsutil import sweep_incomplete, write_json_atomic
 from ..lease import Lease
 from ..log import event, get_logger, phase
 from ..runtime import probe
 from ..runtime.fingerprint import Fingerprint
 from ..settings import MAX_WHEEL_BYTES, Settings
-from . import install, sources
+from . import baseenv, install, sources
 from .resolver import Candidate, Plan, VersionRequest, check_environment, resolve
 
-__all__ = ["Verdict", "Attempt", "provision", "lookup_published", "plan_for"]
+__all__ = ["Verdict", "Attempt", "provision", "lookup_published", "plan_for", "hide_base_env"]
 
 log = get_logger("flash_attn")
+_PUBLISHED_WINS = "not verified: a verified install published on the volume for this runtime is used instead"
 LEASE_WAIT_MAX_S = 1800.0
 LEASE_POLL_S = 1.0
 
@@ -68,6 +71,9 @@ class Verdict:
     attempts: list[Attempt] = field(default_factory=list)
     plan: dict | None = None
     seconds: float = 0.0
+    # a flash_attn found in the base environment: where, its version, and what became of it ("status":
+    # "in use" after it passed verification, else "hidden", with the reason)
+    base_env: dict | None = None
 
     @property
     def active(self) -> bool:
@@ -95,6 +101,70 @@ def _active(settings: Settings, published: install.Published, **kw) -> Verdict:
         verification=verification,
         **kw,
     )
+
+
+def hide_base_env(settings: Settings) -> dict | None:
+    """Hide a flash_attn the base environment has (not one of ours) until it passes verification; its report
+    entry, or None when there is none. Cheap: looks at files, imports nothing. Never raises."""
+    try:
+        already = baseenv.hidden()
+        found = already or baseenv.find(exclude=[settings.root / "flash-attn"])
+        if found is None:
+            return None
+        baseenv.hide(found)
+    except Exception as exc:  # noqa: BLE001  the bootstrap must never take the worker down
+        event(log, "flash_attn base environment check failed", phase="flash_attn.base_env",
+              error=f"{type(exc).__name__}: {exc}")
+        return None
+    if already is None:
+        event(log, "flash_attn in the base environment hidden until verified", phase="flash_attn.base_env",
+              site=str(found.site), version=found.version)
+    return {**found.to_json(), "status": "hidden", "reason": "not verified yet"}
+
+
+def _base_note(base_env: dict | None, status: str, reason: str | None) -> dict | None:
+    return {**base_env, "status": status, "reason": reason} if base_env else None
+
+
+def _try_base_env(settings: Settings, fp: Fingerprint, request: VersionRequest, base_env: dict | None,
+                  attempts: list[Attempt]) -> tuple[Verdict | None, dict | None]:
+    """Verify the hidden base-environment flash_attn where it is; unhide it and return its verdict if it passes.
+
+    On failure it stays hidden: the attempt says why, and the plan's candidates come next."""
+    found = baseenv.hidden()
+    if base_env is None or found is None:
+        return None, base_env
+    why_not = check_environment(fp)
+    if why_not is None and found.version and not request.allows(found.version):
+        why_not = f"version {found.version} is not in the request {request.text!r} (F5_WORKER_FLASH_ATTN_VERSION)"
+    if why_not:
+        return None, _base_note(base_env, "hidden", f"not verified: {why_not}")
+    began = time.monotonic()
+    try:
+        with phase(log, "flash_attn.verify", wheel=found.label, source=baseenv.SOURCE) as outcome:
+            shadow = baseenv.shadow_dir()
+            verification = install.verify(found.site, found.label, settings.verify_timeout_s, in_place=True,
+                                          hidden=(str(shadow),) if shadow else ())
+            outcome.update(device=verification.get("device"), rel_error=verification.get("rel_error"))
+    except (F5WorkerError, OSError) as exc:
+        attempts.append(Attempt(found.label, baseenv.SOURCE, "failed", str(exc), round(time.monotonic() - began, 3)))
+        event(log, "flash_attn candidate failed", wheel=found.label, source=baseenv.SOURCE, error=str(exc))
+        return None, _base_note(base_env, "hidden", f"failed verification, hidden for the life of the process: {exc}")
+    attempts.append(Attempt(found.label, baseenv.SOURCE, "active", None, round(time.monotonic() - began, 3)))
+    baseenv.unhide()
+    verdict = Verdict(
+        mode=settings.flash_attn,
+        backend="flash_attn",
+        reason=None,
+        version=verification.get("version") or found.version,
+        source=baseenv.SOURCE,
+        site=str(found.site),
+        attention=AttentionChoice.from_timings(verification.get("timings_ms")),
+        verification=verification,
+        attempts=attempts,
+        base_env=_base_note(base_env, "in use", "passed verification in the base environment"),
+    )
+    return verdict, verdict.base_env
 
 
 def plan_for(settings: Settings, fp: Fingerprint, http: httpx.Client) -> Plan:
@@ -238,8 +308,10 @@ def lookup_published(settings: Settings, *, detect: Callable[[bool], Fingerprint
     nothing to activate (then ``provision`` does the cold start, which may run in the background);
     the SDPA verdict when flash-attn is off. Never raises.
     """
+    base_env = hide_base_env(settings)
     if settings.flash_attn == "off":
-        return _sdpa(settings, "flash-attn disabled by F5_WORKER_FLASH_ATTN=off")
+        return _sdpa(settings, "flash-attn disabled by F5_WORKER_FLASH_ATTN=off",
+                     base_env=_base_note(base_env, "hidden", "flash-attn is off"))
     start = time.monotonic()
     try:
         verdict = _activate_published(settings, detect(False).runtime_key())
@@ -248,6 +320,7 @@ def lookup_published(settings: Settings, *, detect: Callable[[bool], Fingerprint
         return None
     if verdict is not None:
         verdict.seconds = round(time.monotonic() - start, 3)
+        verdict.base_env = _base_note(base_env, "hidden", _PUBLISHED_WINS)
         event(log, "flash_attn verdict", phase="flash_attn", backend=verdict.backend, reason=None,
               wheel=verdict.wheel, warm=True, seconds=verdict.seconds)
     return verdict
@@ -266,8 +339,10 @@ def _activate_published(settings: Settings, key: str) -> Verdict | None:
 
 
 def _provision(settings: Settings, detect: Callable[[bool], Fingerprint], http: httpx.Client | None) -> Verdict:
+    base_env = hide_base_env(settings)
     if settings.flash_attn == "off":
-        return _sdpa(settings, "flash-attn disabled by F5_WORKER_FLASH_ATTN=off")
+        return _sdpa(settings, "flash-attn disabled by F5_WORKER_FLASH_ATTN=off",
+                     base_env=_base_note(base_env, "hidden", "flash-attn is off"))
     try:
         request = VersionRequest.parse(settings.flash_attn_version)
         layout = install.Layout(settings.root / "flash-attn")
@@ -275,9 +350,15 @@ def _provision(settings: Settings, detect: Callable[[bool], Fingerprint], http: 
         key = detect(False).runtime_key()
         warm = _activate_published(settings, key)
         if warm is not None:
+            warm.base_env = _base_note(base_env, "hidden", _PUBLISHED_WINS)
             return warm
 
         fp = detect(True)
+        attempts: list[Attempt] = []
+        verdict, base_env = _try_base_env(settings, fp, request, base_env, attempts)
+        if verdict is not None:
+            verdict.runtime_key = key
+            return verdict
         install.sweep_stale(layout.installs(key))
         sweep_incomplete(layout.wheels, ".*.incomplete")
         own_client = http is None
@@ -287,8 +368,10 @@ def _provision(settings: Settings, detect: Callable[[bool], Fingerprint], http: 
                 plan = plan_for(settings, fp, http)
                 outcome.update(status=plan.status, candidates=len(plan.candidates))
             if plan.status != "ok":
-                return _sdpa(settings, plan.reason or "no candidate", plan=plan.to_json(), runtime_key=key)
-            attempts: list[Attempt] = []
+                reason = plan.reason or "no candidate"
+                if attempts:
+                    reason = f"{_failures(attempts)}; no other candidate: {reason}"
+                return _sdpa(settings, reason, attempts=attempts, plan=plan.to_json(), runtime_key=key, base_env=base_env)
             for candidate in plan.candidates:
                 began = time.monotonic()
                 try:
@@ -296,19 +379,25 @@ def _provision(settings: Settings, detect: Callable[[bool], Fingerprint], http: 
                 except (F5WorkerError, OSError) as exc:
                     attempts.append(Attempt(candidate.filename, candidate.source, "failed", str(exc), round(time.monotonic() - began, 3)))
                     event(log, "flash_attn candidate failed", wheel=candidate.filename, source=candidate.source, error=str(exc))
-                    if isinstance(exc, (CorruptWheel, ChecksumMismatch)):
+                    if isinstance(exc, (CorruptWheel, NotAFlashAttnWheel, ChecksumMismatch)):
                         _forget_bad_file(candidate, layout)
-                    if isinstance(exc, VerificationFailed) and "did not finish" not in exc.reason:
+                    # A timeout says nothing about the wheel (a slow or busy machine): it is tried again next start.
+                    if isinstance(exc, VerificationFailed) and not isinstance(exc, VerificationTimeout):
                         install.mark_rejected(layout.installs(key), candidate.filename, exc.reason)
                     continue
                 attempts.append(Attempt(candidate.filename, candidate.source, "active", None, round(time.monotonic() - began, 3)))
                 install.activate(published_install.site)
-                return _active(settings, published_install, attempts=attempts, plan=plan.to_json(), runtime_key=key)
-            reason = "every candidate failed: " + "; ".join(f"{a.wheel} ({a.source}): {a.error}" for a in attempts)
-            return _sdpa(settings, reason, attempts=attempts, plan=plan.to_json(), runtime_key=key)
+                return _active(settings, published_install, attempts=attempts, plan=plan.to_json(), runtime_key=key,
+                               base_env=base_env)
+            return _sdpa(settings, _failures(attempts), attempts=attempts, plan=plan.to_json(), runtime_key=key,
+                         base_env=base_env)
         finally:
             if own_client:
                 http.close()
     except Exception as exc:  # the bootstrap must never take the worker down
         log.warning("flash_attn provisioning error", exc_info=True, extra={"phase": "flash_attn"})
-        return _sdpa(settings, f"flash-attn provisioning failed: {type(exc).__name__}: {exc}")
+        return _sdpa(settings, f"flash-attn provisioning failed: {type(exc).__name__}: {exc}", base_env=base_env)
+
+
+def _failures(attempts: list[Attempt]) -> str:
+    return "every candidate failed: " + "; ".join(f"{a.wheel} ({a.source}): {a.error}" for a in attempts)

@@ -140,16 +140,19 @@ class _Run:
                 return str(entry.pointer), f"migrated from {cand.origin}"
         return None
 
-    def download(self, f: HubFile, trace: list[str]) -> str | None:
+    def download(self, f: HubFile, trace: list[str]) -> tuple[str | None, fetch.HubFailure | None]:
+        """(path, None) once a download verifies; (None, why) when the hub failed; (None, None) when what it
+        sent twice failed verification."""
         for force in (False, True):
             try:
                 entry = cache.entry_at(fetch.download(f, self.cache_dir, self.cfg.etag_timeout_s, force))
             except Exception as exc:  # huggingface_hub's errors are many; each becomes a line of the report
-                trace.append(f"hub: {fetch.describe(exc)}")
-                return None
+                failure = fetch.classify(exc)
+                trace.append(f"hub: {failure.text}")
+                return None, failure
             if self._check(entry, f, trace, True):
-                return str(entry.pointer)
-        return None
+                return str(entry.pointer), None
+        return None, None
 
 
 def _choose_cache(cfg: ModelsConfig, warnings: list[str]) -> tuple[Path, bool, tuple[Path, ...]]:
@@ -187,29 +190,31 @@ def ensure_models(cfg: ModelsConfig) -> ModelsReport:
         found.append((f, path, source, trace, time.monotonic() - t0, run.how))
 
     needs_hub = [i for i, item in enumerate(found) if item[1] is None and isinstance(item[0], HubFile)]
+    hub_asked: set[int] = set()  # files whose trace says what the hub did (or why it was not asked)
     if not needs_hub:
         hubenv.apply({"HF_HUB_OFFLINE": "1"})  # before anything imports huggingface_hub: no HEAD requests later
     elif not cfg.offline and writable:
-        unreachable = unreachable_ref = None
+        unreachable: tuple[fetch.HubFailure, str] | None = None  # the failure, and the file it happened on
         for i in needs_hub:
             f, _, _, trace, seconds, _ = found[i]
             t0 = time.monotonic()
             run.how = ""
+            hub_asked.add(i)
             if unreachable:  # huggingface_hub backs off for ~25 s before it gives up: once is enough
-                trace.append(f"hub: not asked, {unreachable} for {unreachable_ref}")
+                trace.append(f"hub: not asked, hub unreachable for {unreachable[1]}")
                 path = None
             else:
-                path = run.download(f, trace)
-                if path is None and trace and trace[-1].startswith("hub: hub unreachable"):
-                    unreachable, unreachable_ref = "hub unreachable", f.ref
+                path, failure = run.download(f, trace)
+                if failure is not None and failure.unreachable:
+                    unreachable = (failure, f.ref)
             found[i] = (f, path, "downloaded" if path else "missing", trace, seconds + time.monotonic() - t0, run.how)
 
     outcomes, missing = [], []
-    for f, path, source, trace, seconds, how in found:
+    for i, (f, path, source, trace, seconds, how) in enumerate(found):
         outcomes.append(FileOutcome(f.ref, f.role, path, source, how, round(seconds, 3), tuple(trace)))
         if path is None:
             reason = trace[-1] if trace else ("offline" if cfg.offline else "not found")
-            if isinstance(f, HubFile) and (cfg.offline or not writable) and not any(t.startswith("hub:") for t in trace):
+            if isinstance(f, HubFile) and (cfg.offline or not writable) and i not in hub_asked:
                 reason = f"{reason}; the hub was not asked ({'offline' if cfg.offline else 'cache not writable'})"
             missing.append(Missing(f.ref, run.searched() + (("the hub",) if isinstance(f, HubFile) else ()), reason))
     offline = not missing

@@ -7,11 +7,13 @@ place, and its file lock only saves duplicate downloads; both hold on a shared v
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
+from ..errors import HubUnreachable
 from .catalog import HubFile
 
-__all__ = ["download", "describe"]
+__all__ = ["download", "describe", "classify", "HubFailure"]
 
 
 def download(f: HubFile, cache_dir: Path, etag_timeout_s: float, force: bool = False) -> Path:
@@ -29,10 +31,39 @@ def download(f: HubFile, cache_dir: Path, etag_timeout_s: float, force: bool = F
     )
 
 
+@dataclass(frozen=True)
+class HubFailure:
+    """Why one hub download failed: the report's line, and whether the hub itself was unreachable
+    (then the other files are not asked for: huggingface_hub backs off ~25 s before it gives up)."""
+
+    text: str
+    unreachable: bool
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc)
+    return text.splitlines()[0] if text else ""
+
+
+def classify(exc: BaseException) -> HubFailure:
+    """A hub download's exception as data, decided by its type.
+
+    huggingface_hub raises ``LocalEntryNotFoundError`` *chained from* the connection error when the
+    file is not cached and the hub cannot be reached (offline mode raises it with no cause); a
+    ``HubUnreachable`` or a bare connection error or timeout means the same.
+    """
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    cause = exc.__cause__ or exc.__context__
+    if isinstance(exc, HubUnreachable):
+        return HubFailure(str(exc).split(";")[0], True)
+    if isinstance(exc, LocalEntryNotFoundError) and cause is not None:
+        return HubFailure(f"hub unreachable ({type(cause).__name__}: {_first_line(cause)})".replace(": )", ")"), True)
+    if isinstance(exc, (ConnectionError, TimeoutError)):
+        return HubFailure(f"hub unreachable ({type(exc).__name__}: {_first_line(exc)})".replace(": )", ")"), True)
+    return HubFailure(f"{type(exc).__name__}: {_first_line(exc)}".rstrip(": "), False)
+
+
 def describe(exc: BaseException) -> str:
     """One line for the report: the error and, for 'not cached and unreachable', what cut us off."""
-    text = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}".rstrip(": ")
-    cause = exc.__cause__ or exc.__context__
-    if cause is not None and type(exc).__name__ == "LocalEntryNotFoundError":
-        text = f"hub unreachable ({type(cause).__name__}: {str(cause).splitlines()[0] if str(cause) else ''})"
-    return text
+    return classify(exc).text

@@ -96,3 +96,39 @@ def corrupt(data: bytes) -> bytes:
     """Flip bytes inside the first member's compressed data: the zip still opens, its CRC fails."""
     middle = 60
     return data[:middle] + bytes(b ^ 0xFF for b in data[middle:middle + 16]) + data[middle + 16:]
+
+
+# -- added for issue 15 -------------------------------------------------------------------------------
+
+# A check failing at import with a message that reads like a timeout: decisions must follow the type.
+MISLEADING_IMPORT_ERROR = 'raise ImportError("the check did not finish within 1 s (only the words of a timeout)")'
+
+
+class MoreVariant(enum.Enum):
+    MISLEADING = MISLEADING_IMPORT_ERROR
+
+
+def install_into(site: Path, version: str, variant: Variant | MoreVariant = Variant.GOOD) -> Path:
+    """The stand-in unpacked into ``site`` as ``pip install --target`` lays it out (a base environment's
+    site-packages, for the tests that put one on sys.path)."""
+    site.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(io.BytesIO(wheel_bytes(version, variant))) as wheel:
+        wheel.extractall(site)
+    return site
+
+
+def foreign_wheel_bytes(project: str, version: str, python_tag: str = PYTHON_TAG, platform: str = PLATFORM) -> bytes:
+    """A well-formed wheel of another project: readable, installable, and not flash-attn."""
+    module = project.replace("-", "_")
+    dist_info = f"{module}-{version}.dist-info"
+    files = {
+        f"{module}/__init__.py": "",
+        f"{dist_info}/METADATA": f"Metadata-Version: 2.1\nName: {project}\nVersion: {version}\n",
+        f"{dist_info}/WHEEL": f"Wheel-Version: 1.0\nGenerator: f5-worker-tests\nRoot-Is-Purelib: false\nTag: {python_tag}-{python_tag}-{platform}\n",
+        f"{dist_info}/RECORD": "",
+    }
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as wheel:
+        for name, text in files.items():
+            wheel.writestr(name, text)
+    return buffer.getvalue()
