@@ -269,3 +269,42 @@ class TestLimits:
     def test_a_limit_must_be_positive(self, field, setting):
         with pytest.raises(ConfigError, match=f"^{setting}=0 must be a finite number greater than 0$"):
             Limits(**{field: 0})
+
+
+class TestShortBase64Audio:
+    """Base64 too short to be audio (issue 15): reported as undecodable audio, not as a bad voice name."""
+
+    CUT_WAV_HEADER = WAV[:16]  # b"RIFF....WAVEfmt ": a wav cut off inside its header
+
+    @pytest.mark.parametrize("encode, media_type", [
+        (lambda b: base64.b64encode(b).decode(), None),  # 24 characters, with '=' padding
+        (lambda b: base64.b64encode(b).decode().rstrip("="), None),  # 22 characters: also a well-formed voice name
+        (lambda b: base64.urlsafe_b64encode(b).decode(), None),
+        (lambda b: "data:audio/wav;base64," + base64.b64encode(b).decode(), "audio/wav"),
+    ])
+    def test_a_cut_wav_header_is_inline_audio(self, encode, media_type):
+        assert request(ref_audio=encode(self.CUT_WAV_HEADER)).ref_audio == RefBytes(self.CUT_WAV_HEADER, media_type)
+
+    def test_decoding_it_says_undecodable_audio_too_short(self):
+        from f5_worker.serving import audio
+        from f5_worker.serving.errors import AudioError
+
+        ref = request(ref_audio=base64.b64encode(self.CUT_WAV_HEADER).decode()).ref_audio
+        with pytest.raises(AudioError) as caught:
+            audio.decode(ref.data, max_seconds=60, ffmpeg=False)
+        message = str(caught.value)
+        assert message.startswith("reference audio (16 bytes) is not audio we can decode (libsndfile: ")
+        assert "16 bytes is too short for any audio file (a wav header alone is 44): was it cut off?" in message
+        assert "voice name" not in message
+
+    @pytest.mark.parametrize("head", [b"fLaC\x00\x00\x00\x22", b"OggS\x00\x02\x00\x00", b"ID3\x04\x00\x00\x00",
+                                      b"\xff\xfb\x90\x64\x00", b"\x00\x00\x00\x20ftypM4A "])
+    def test_other_audio_heads(self, head):
+        assert request(ref_audio=base64.b64encode(head).decode()).ref_audio == RefBytes(head, None)
+
+    @pytest.mark.parametrize("value", ["narrator_en", "SUQzanne", "UklGzzz", "Test1234", "aGVsbG8"])
+    def test_voice_names_that_happen_to_be_base64_stay_voice_names(self, value):
+        assert request(ref_audio=value).ref_audio == RefVoice(value)
+
+    def test_short_base64_of_something_else_still_gets_the_voice_name_message(self):
+        assert "is not an https URL, base64 audio, or a voice name" in str(error({**BASE, "ref_audio": "aGVsbG8="}))

@@ -29,6 +29,7 @@ __all__ = ["decode", "encode", "resample", "prepare_reference", "check_output_du
            "FFMPEG_TIMEOUT_S", "MODEL_SAMPLE_RATE"]
 
 FFMPEG_TIMEOUT_S = 30.0
+MIN_AUDIO_BYTES = 44  # a canonical wav header; no wav, flac, mp3 or ogg file we can decode is shorter
 MAX_REF_SECONDS_SETTING = env_name("max_ref_seconds")
 MAX_OUTPUT_SECONDS_SETTING = env_name("max_output_seconds")
 # format -> (libsndfile major format, subtype, sample dtype we hand it)
@@ -117,8 +118,10 @@ def decode(data: bytes, *, max_seconds: float, ffmpeg: str | bool = True,
             if isinstance(decoded, str):
                 reasons.append(f"ffmpeg: {decoded}")
         if isinstance(decoded, str):
+            short = (f"; {len(data)} bytes is too short for any audio file (a wav header alone is "
+                     f"{MIN_AUDIO_BYTES}): was it cut off?" if len(data) < MIN_AUDIO_BYTES else "")
             raise AudioError(
-                f"reference audio ({len(data)} bytes) is not audio we can decode ({'; '.join(reasons)}); "
+                f"reference audio ({len(data)} bytes) is not audio we can decode ({'; '.join(reasons)}){short}; "
                 "send wav, flac, mp3 or ogg (vorbis/opus)")
     frames, rate = decoded
     if not len(frames):

@@ -12,6 +12,7 @@ field, the rule and the value, e.g. ``nfe_step must be between 4 and 128, got 50
     "https://host/voice.wav"          -> RefURL    (fetched later by fetch.fetch_reference)
     "data:audio/wav;base64,UklGR..."  -> RefBytes  (decoded here, size capped first)
     "UklGRiQAAABXQVZF..." (> 64 chars) -> RefBytes  (plain base64)
+    "UklGRiQAAABXQVZFZm10IA=="        -> RefBytes  (shorter, but the start of an audio file: decoding says it is cut off)
     "narrator_en-1"                   -> RefVoice  (a file in the voices directory)
 
 A voice name is 1-64 letters, digits, '.', '_' or '-', starts with a letter or
@@ -282,6 +283,26 @@ def _base64(name: str, encoded: str, max_bytes: int, media_type: str | None) -> 
     return RefBytes(data, media_type)
 
 
+# How the audio files a reference can be begin (RIFF/RF64 wav, FLAC, Ogg, MP3 with an ID3 tag, AIFF,
+# Matroska/WebM, CAF): a value of 64 characters or fewer that decodes to one of these is audio cut short
+# (16 bytes of a wav header, say), not a voice name.
+_AUDIO_MAGIC = (b"RIFF", b"RIFX", b"RF64", b"fLaC", b"OggS", b"ID3\x02", b"ID3\x03", b"ID3\x04", b"FORM",
+                b"\x1aE\xdf\xa3", b"caff")
+
+
+def _short_base64_audio(value: str) -> bytes | None:
+    """The bytes ``value`` encodes when it is base64 of the start of an audio file; None otherwise."""
+    compact = value.rstrip("=").translate(str.maketrans("-_", "+/"))
+    if len(compact) < 4 or not _B64_ALPHABET.fullmatch(compact) or len(compact) % 4 == 1:
+        return None
+    try:
+        data = base64.b64decode(compact + "=" * (-len(compact) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    mpeg_sync = len(data) >= 2 and data[0] == 0xFF and data[1] & 0xE0 == 0xE0  # an MP3/AAC frame header
+    return data if data.startswith(_AUDIO_MAGIC) or data[4:8] == b"ftyp" or mpeg_sync else None
+
+
 def _data_url(name: str, value: str, max_bytes: int) -> RefBytes:
     match = _DATA_URL.match(value)
     if not match:
@@ -330,6 +351,9 @@ def classify_ref_audio(value: object, max_bytes: int, name: str = "ref_audio") -
     if value[:5].lower() == "data:":
         return _data_url(name, value, max_bytes)
     if len(value) <= 64:
+        head = _short_base64_audio(value)
+        if head is not None:  # base64 of the start of an audio file, cut short: decoding will say so
+            return RefBytes(head, None)
         return _voice(name, value)
     return _base64(name, value, max_bytes, None)
 
