@@ -56,7 +56,8 @@ def classify(exc: BaseException) -> HubFailure:
 
     cause = exc.__cause__ or exc.__context__
     if isinstance(exc, HubUnreachable):
-        return HubFailure(str(exc).split(";")[0], True)
+        where = f" at {exc.endpoint}" if exc.endpoint else ""
+        return HubFailure(f"hub unreachable{where} ({exc.cause})", True)
     if isinstance(exc, LocalEntryNotFoundError) and cause is not None:
         return HubFailure(f"hub unreachable ({type(cause).__name__}: {_first_line(cause)})".replace(": )", ")"), True)
     if isinstance(exc, (ConnectionError, TimeoutError)):
