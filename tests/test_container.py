@@ -15,6 +15,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -40,8 +41,8 @@ PAIRS = {
 LEFT_THE_IMAGE = {
     "f5-tts": "f5_tts", "x-transformers": "x_transformers", "einx": "einx", "torchdiffeq": "torchdiffeq",
     "vocos": "vocos", "encodec": "encodec", "librosa": "librosa", "numba": "numba", "llvmlite": "llvmlite",
-    "scipy": "scipy", "scikit-learn": "sklearn", "matplotlib": "matplotlib", "transformers": "transformers",
-}
+    "scipy": "scipy", "scikit-learn": "sklearn", "matplotlib": "matplotlib",
+}  # transformers came back as the `asr` extra (transcription), in its own layer
 
 
 # --- a small Dockerfile reader -----------------------------------------------------------------------------
@@ -241,6 +242,12 @@ class TestImageRecipe:
                 if re.search(r"\bpip\b.*\binstall\b", command):
                     assert not re.search(r"f5[-_]tts|requirements/", command, re.IGNORECASE), command
         assert not any(name.startswith("MPLCONFIGDIR=") for block in of(instrs, "ENV") for name in shlex.split(block))
+
+    def test_installs_the_transcription_extra_from_pyproject(self, instrs):
+        asr = [run for run in of(instrs, "RUN") if '["optional-dependencies"]["asr"]' in run]
+        assert len(asr) == 1 and "pip install -c /opt/venv/torch-constraints.txt" in asr[0]
+        assert "transformers" in " ".join(tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+                                          ["optional-dependencies"]["asr"])
 
     def test_build_fails_if_a_package_that_left_is_installed_or_importable(self, instrs):
         """After the last install, `! pip show` names every distribution and find_spec every module that left."""
