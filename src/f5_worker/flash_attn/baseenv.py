@@ -68,10 +68,13 @@ def _inside(path: Path, parents: Iterable[Path]) -> bool:
 
 
 def _version_at(site: Path) -> str | None:
-    for dist in importlib.metadata.distributions(path=[str(site)]):
-        name = (dist.metadata["Name"] or "").lower().replace("_", "-")
-        if name == "flash-attn":
-            return dist.version
+    """flash-attn's version from its dist-info (or egg-info) in ``site``: one directory listing, no import."""
+    for pattern in ("flash_attn-*.dist-info", "flash_attn-*.egg-info"):
+        for info in sorted(site.glob(pattern)):
+            with contextlib.suppress(OSError, ValueError):
+                version = importlib.metadata.Distribution.at(info).version
+                if version:
+                    return version
     return None
 
 
