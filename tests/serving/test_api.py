@@ -17,7 +17,7 @@ import openai
 import pytest
 import soundfile as sf
 
-from support.engine import tone, wav_bytes
+from support.engine import store_voice, tone, wav_bytes
 
 pytestmark = pytest.mark.slow
 
@@ -37,10 +37,7 @@ def post(url: str, body: dict, timeout: float = 120) -> dict:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     volume = tmp_path_factory.mktemp("volume")
-    voices = volume / "f5-worker" / "voices"
-    voices.mkdir(parents=True)
-    (voices / "alice.wav").write_bytes(wav_bytes(tone(2.0, 330)))
-    (voices / "alice.txt").write_text("Alice says hello.")
+    store_voice(volume)
     port = free_port()
     env = {**os.environ, "F5_WORKER_VOLUME": str(volume), "F5_WORKER_MODEL": "tiny-random",
            "F5_WORKER_OFFLINE": "true", "F5_WORKER_LEGACY_MODEL_DIRS": ""}

@@ -13,7 +13,7 @@ import pytest
 from f5_worker.serving.api import build_app
 from f5_worker.settings import Settings
 from f5_worker.worker import Worker
-from support.engine import tone, wav_bytes
+from support.engine import store_voice
 from support.server import serving
 
 pytestmark = pytest.mark.slow
@@ -40,10 +40,7 @@ def browser():
 @pytest.fixture(scope="module")
 def base(tmp_path_factory):
     volume = tmp_path_factory.mktemp("volume")
-    voices = volume / "f5-worker" / "voices"
-    voices.mkdir(parents=True)
-    (voices / "alice.wav").write_bytes(wav_bytes(tone(2.0, 330)))
-    (voices / "alice.txt").write_text("Alice says hello.")
+    store_voice(volume)
     worker = Worker(Settings(volume=volume, model="tiny-random", offline=True, legacy_model_dirs=(),
                              flash_attn="off")).load()
     with serving(build_app(worker)) as url:

@@ -22,7 +22,7 @@ from f5_worker.serving.api import build_app
 from f5_worker.serving.stream_encode import StreamEncoder, _mp3_frame_length
 from f5_worker.settings import Settings
 from f5_worker.worker import Worker
-from support.engine import tone, wav_bytes
+from support.engine import store_voice
 from support.server import serving
 
 pytestmark = pytest.mark.slow
@@ -48,10 +48,7 @@ class Gate:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     volume = tmp_path_factory.mktemp("volume")
-    voices = volume / "f5-worker" / "voices"
-    voices.mkdir(parents=True)
-    (voices / "alice.wav").write_bytes(wav_bytes(tone(2.0, 330)))
-    (voices / "alice.txt").write_text("Alice says hello.")
+    store_voice(volume)
     worker = Worker(Settings(volume=volume, model="tiny-random", offline=True, legacy_model_dirs=(),
                              flash_attn="off", max_batch=1)).load()
     gate = Gate(worker.engine._run_batch)

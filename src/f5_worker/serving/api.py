@@ -160,7 +160,12 @@ def build_app(worker) -> FastAPI:
         code, body = ping_status(worker)
         return Response(status_code=204) if body is None else JSONResponse(body, status_code=code)
 
-    async def job_input(request: Request):
+    async def admitted_input(request: Request):
+        """A job's input, or the answer that refuses it: not ready yet, busy, or not ``{"input": ...}``."""
+        if worker.state != "ready":
+            return None, _not_ready(worker)
+        if busy := _busy(worker, admission):
+            return None, busy
         body = await _json_body(request)
         if not isinstance(body, dict) or "input" not in body:
             return None, JSONResponse({"error": 'the body must be JSON like {"input": {...}}'}, status_code=400)
@@ -168,26 +173,18 @@ def build_app(worker) -> FastAPI:
 
     @app.post("/runsync", summary="Run a job and wait for its result (RunPod's shape)")
     async def runsync(request: Request):
-        if worker.state != "ready":
-            return _not_ready(worker)
-        if busy := _busy(worker, admission):
-            return busy
-        payload, problem = await job_input(request)
-        if problem:
-            return problem
+        payload, refusal = await admitted_input(request)
+        if refusal:
+            return refusal
         with admission.held():
             job = await job_runner().run_sync(payload)
         return job.to_json()
 
     @app.post("/run", summary="Start a job; poll /status/{id} or /stream/{id} (RunPod's shape)")
     async def run(request: Request):
-        if worker.state != "ready":
-            return _not_ready(worker)
-        if busy := _busy(worker, admission):
-            return busy
-        payload, problem = await job_input(request)
-        if problem:
-            return problem
+        payload, refusal = await admitted_input(request)
+        if refusal:
+            return refusal
         job = job_runner().submit(payload, admission.held())
         return {"id": job.id, "status": job.status}
 

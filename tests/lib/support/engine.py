@@ -31,3 +31,12 @@ def wav_bytes(samples: np.ndarray, rate: int = SAMPLE_RATE) -> bytes:
         out.setframerate(rate)
         out.writeframes((np.clip(samples, -1, 1) * 32767).astype(np.int16).tobytes())
     return buffer.getvalue()
+
+
+def store_voice(volume, name: str = "alice", text: str = "Alice says hello.", seconds: float = 2.0, hz: float = 330.0):
+    """A voice stored on ``volume`` the simple way an operator can: ``<voices>/<name>.wav`` and ``<name>.txt``."""
+    voices = volume / "f5-worker" / "voices"
+    voices.mkdir(parents=True, exist_ok=True)
+    (voices / f"{name}.wav").write_bytes(wav_bytes(tone(seconds, hz)))
+    (voices / f"{name}.txt").write_text(text)
+    return voices
