@@ -110,6 +110,22 @@ def _int_or_auto(name: str, raw: str) -> int:
     return 0 if raw.strip().lower() == "auto" else _int(name, raw)
 
 
+def _gpus(name: str, raw: str):
+    """``all``, a count (``2``: the first two visible GPUs) or a comma list of indices (``0,2``), normalised."""
+    value = raw.strip().lower().replace(" ", "")
+    if not value:
+        return _UNSET
+    if value == "all":
+        return value
+    listed = "," in value  # "1": a count (the first GPU); "1,": GPU 1 alone
+    items = value.rstrip(",").split(",") if listed else [value]
+    if (not all(item.isdigit() for item in items) or (not listed and int(value) == 0)
+            or len({int(item) for item in items}) < len(items)):
+        raise ConfigError(f"{name}={raw!r} is not all, a count of GPUs (1 or more) or a comma list of distinct "
+                          "GPU indices such as 0,1 (1, for GPU 1 alone)")
+    return ",".join(str(int(item)) for item in items) + ("," if listed and len(items) == 1 else "")
+
+
 def _text(name: str, raw: str) -> str:
     return raw.strip()
 
@@ -194,6 +210,7 @@ VARIABLES: tuple[Variable, ...] = (
     _v("OFFLINE", "offline", _bool, "`false`"),
     _v("CONCURRENCY", "concurrency", _int_or_auto, "`auto`"),
     _v("MAX_BATCH", "max_batch", _int_or_auto, "`auto`"),
+    _v("GPUS", "gpus", _gpus, "`all`"),
     _v("BATCH_WINDOW_MS", "batch_window_ms", _float, "`5`"),
     _v("STREAMING", "streaming", _bool, "`false`"),
     _v("VOICES_DIR", "voices_dir", _path_or_unset, "`<volume>/f5-worker/voices`"),
@@ -256,6 +273,7 @@ class Settings:
     asr_preload: bool = False  # load the ASR model in the background at start, not on first need
     concurrency: int = 0  # jobs one worker takes at once; 0: auto, as many as the engine batches
     max_batch: int = 0  # text chunks sampled in one batch at most; 0: auto, measured on the GPU at start
+    gpus: str = "all"  # GPUs to serve on, one engine each: "all", a count ("2"), indices ("0,2"; "1,": GPU 1 alone)
     batch_window_ms: float = DEFAULT_BATCH_WINDOW_MS  # how long a lone chunk waits for others to batch with
     streaming: bool = False  # the RunPod handler yields audio chunk by chunk
     max_text_chars: int = DEFAULT_MAX_TEXT_CHARS

@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from . import __version__, bootstrap
@@ -35,7 +35,8 @@ log = get_logger("worker")
 
 
 class Worker:
-    def __init__(self, settings: Settings, *, detect: Callable[[bool], Fingerprint] = probe.detect):
+    def __init__(self, settings: Settings, *, detect: Callable[[bool], Fingerprint] = probe.detect,
+                 devices: Sequence[str | None] | None = None):
         self.settings = settings
         self.version = __version__
         self.started = time.monotonic()
@@ -45,6 +46,7 @@ class Worker:
         self.service = None  # serving.service.Service, once loaded
         self.background: threading.Thread | None = None  # the deferred flash-attn step, if any
         self._detect = detect
+        self._devices = devices  # the engines' devices; None: one per GPU F5_WORKER_GPUS selects (engine.pool)
         self._loaded = threading.Event()  # the engine exists (ready or not yet warmed up)
         self.torch_imported = threading.Event()  # set once torch is imported (or failed to import)
 
@@ -106,8 +108,11 @@ class Worker:
 
         # Only now may the engine import torch's attention paths: a published flash_attn is on sys.path.
         torch_import.join()
-        from .engine.engine import Engine, EngineConfig
+        import torch
+
+        from .engine.engine import EngineConfig
         from .engine.models import ModelFiles
+        from .engine.pool import devices_for, load_engines
         from .serving.service import Service, ServiceConfig
 
         if settings.model == TINY_RANDOM:
@@ -118,9 +123,11 @@ class Worker:
             if None in (files.checkpoint, files.vocab, files.vocoder_config, files.vocoder_weights):
                 # Never fall through to random weights for a real model.
                 raise ModelUnavailable([f"model step returned no path for one of {sorted(report.model_files.paths)}"])
-        with phase(log, "engine.load"):
-            engine = Engine(EngineConfig(model=settings.model, files=files, attention=report.flash_attn.attention,
-                                         max_batch=settings.max_batch, batch_window_s=settings.batch_window_ms / 1000))
+        devices = self._devices or devices_for(settings.gpus, torch.cuda.device_count())
+        with phase(log, "engine.load"):  # one Engine; several (an EnginePool, loaded in parallel) on several GPUs
+            engine = load_engines(EngineConfig(model=settings.model, files=files,
+                                               attention=report.flash_attn.attention, max_batch=settings.max_batch,
+                                               batch_window_s=settings.batch_window_ms / 1000), devices)
         transcriber = None
         if settings.asr_model != ASR_OFF:  # builds nothing heavy: transformers is imported on first need
             from .asr import Transcriber

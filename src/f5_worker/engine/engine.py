@@ -149,6 +149,10 @@ class Engine:
         default_batch = DEFAULT_GPU_BATCH if self.device.startswith("cuda") else CPU_BATCH
         self.batcher = Batcher(self._run_batch, max_batch=config.max_batch or default_batch,
                                window_s=config.batch_window_s, max_size=config.max_batch_frames)
+        if torch.device(self.device).type == "cuda" and torch.device(self.device).index is not None:
+            # cuda:i (one engine of several): the GPU thread's own current device, so what it runs without
+            # naming a device (graph capture, synchronize, memory statistics) runs on this GPU.
+            self.batcher.call(lambda: torch.cuda.set_device(self.device))
         self.batch_choice = BatchChoice(self.batcher.max_batch, "configured" if config.max_batch else "default")
         self._background: deque[tuple[str, Iterator]] = deque()  # owned by the batcher's thread
         self.pending: tuple[str, ...] = ()  # names of the background tasks not finished yet
@@ -364,7 +368,8 @@ class Engine:
     def _tuning_key(self) -> str:
         from .. import __version__
 
-        return tuning_key(gpu=torch.cuda.get_device_name(), memory=torch.cuda.get_device_properties(0).total_memory,
+        return tuning_key(gpu=torch.cuda.get_device_name(self.device),
+                          memory=torch.cuda.get_device_properties(self.device).total_memory,
                           torch=torch.__version__, worker=__version__, model=self.config.model,
                           single=self.attention.single, batch=self.attention.batch,
                           graphs=self.sampler.cuda_graphs, bucket=self.frame_bucket)
@@ -375,8 +380,8 @@ class Engine:
         cond, text = stand_in_inputs(self.model.num_channels, self.device, self.dtype)
         policy = yield from choose_mixed_policy(self.sampler, cond, text)
         timings = yield from measure_batches(self.sampler, cond, text, mixed=not self.sampler.split_mixed)
-        free, _total = torch.cuda.mem_get_info()
-        choice = choose_batch(timings, free + torch.cuda.memory_reserved())
+        free, _total = torch.cuda.mem_get_info(self.device)
+        choice = choose_batch(timings, free + torch.cuda.memory_reserved(self.device))
         record = TuningRecord(choice.batch, choice.why, self.sampler.split_mixed, policy)
         if path:
             try:

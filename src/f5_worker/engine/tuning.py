@@ -130,17 +130,17 @@ def measure_batches(sampler, cond: torch.Tensor, text: torch.Tensor, *, mixed: b
         began = time.monotonic()
         try:
             sampler.sample(requests, config)  # kernel selection, allocator growth, graph capture
-            torch.cuda.synchronize()
-            base = torch.cuda.memory_allocated()
-            torch.cuda.reset_peak_memory_stats()
+            torch.cuda.synchronize(sampler.device)
+            base = torch.cuda.memory_allocated(sampler.device)
+            torch.cuda.reset_peak_memory_stats(sampler.device)
             timed = time.perf_counter()
             sampler.sample(requests, config)
-            torch.cuda.synchronize()
+            torch.cuda.synchronize(sampler.device)
             seconds = (time.perf_counter() - timed) / steps
         except torch.OutOfMemoryError:
             torch.cuda.empty_cache()
             break
-        timings.append(BatchTiming(batch, seconds, torch.cuda.max_memory_allocated() - base))
+        timings.append(BatchTiming(batch, seconds, torch.cuda.max_memory_allocated(sampler.device) - base))
         event(log, "batch measured", phase="engine.tune", batch=batch, ms_per_step=round(seconds * 1000, 2),
               peak_mib=round(timings[-1].peak_bytes / 2**20, 1))
         spent += time.monotonic() - began  # time on the GPU thread, not time spent waiting for a turn
@@ -168,10 +168,10 @@ def choose_mixed_policy(sampler, cond: torch.Tensor, text: torch.Tensor, *, batc
         sampler.sample(requests, config)  # graph capture, kernel selection
         yield
         sampler.split_mixed = split  # a request served in between may have seen the other setting: set it again
-        torch.cuda.synchronize()
+        torch.cuda.synchronize(sampler.device)
         began = time.perf_counter()
         sampler.sample(requests, config)
-        torch.cuda.synchronize()
+        torch.cuda.synchronize(sampler.device)
         seconds[split] = time.perf_counter() - began
         yield
     sampler.split_mixed = seconds[True] < seconds[False]
