@@ -20,6 +20,7 @@ SUITES=(
   "tune-reuse|bench/gpu_tune_reuse.sh: two serve starts on one volume, the second reusing the batch tuning"
   "throughput|bench/gpu_throughput.sh: the sampler, then the engine's throughput curve with SDPA and flash attention"
   "throughput-mixed|PARTS=mixed bench/gpu_throughput.sh: the curve over mixed lengths, policy measured by the engine"
+  "multi-gpu|bench/gpu_multi.sh (\$PER_GPU): audio per second, one GPU vs all (one engine each); 2+ GPUs"
   "sampler-speed|bench/gpu_sampler_speed.sh \$VARIANTS (plain; cudnn, compile): the sampler alone"
   "new-lengths|bench/gpu_new_lengths.sh \$ARGS (--prewarmed, --split-only): the cost of a length seen for the first time"
   "synthesis|bench/gpu_synthesis.sh: F5-TTS's sampler and pipeline vs the worker's, speed and fp16 numerics per backend"
@@ -40,6 +41,7 @@ run_suite() {
     tune-reuse) bash bench/gpu_tune_reuse.sh ;;
     throughput) bash bench/gpu_throughput.sh ;;
     throughput-mixed) PARTS=mixed bash bench/gpu_throughput.sh ;;
+    multi-gpu) bash bench/gpu_multi.sh ;;
     sampler-speed) bash bench/gpu_sampler_speed.sh ${VARIANTS:-plain} ;;
     new-lengths) bash bench/gpu_new_lengths.sh ;;
     synthesis) bash bench/gpu_synthesis.sh ;;
