@@ -89,7 +89,7 @@ class TestBadInput:
         ({"text": "x" * 5001}, "5000"),
         ({"ref_audio": "!!!not base64!!!"}, "ref_audio"),
         ({"ref_audio": base64.b64encode(b"this is not audio at all" * 10).decode()}, "audio"),
-        ({"ref_audio": base64.b64encode(wav_bytes(np.zeros(0, np.float32))).decode()}, "ref_audio"),
+        ({"ref_audio": base64.b64encode(wav_bytes(np.zeros(0, np.float32))).decode()}, "no samples"),
         ({"ref_audio": base64.b64encode(wav_bytes(np.zeros(100, np.float32)) + bytes(2000)).decode()}, "audio"),
         ({"ref_audio": base64.b64encode(wav_bytes(tone(61.0))).decode()}, "60"),
         ({"ref_audio": "bob"}, "voice 'bob' is not stored"),

@@ -194,18 +194,22 @@ def build_app(worker) -> FastAPI:
             return None, JSONResponse({"error": f"no job {job_id!r} on this worker"}, status_code=404)
         return job, None
 
-    @app.api_route("/status/{job_id}", methods=["GET", "POST"], summary="A job's status, and its output when done")
     async def status(job_id: str):
         job, problem = find(job_id)
         return problem or job.to_json()
 
-    @app.api_route("/stream/{job_id}", methods=["GET", "POST"], summary="A streaming job's pieces made since the last call")
     async def stream(job_id: str):
         job, problem = find(job_id)
         if problem:
             return problem
         pieces = [{"output": piece} for piece in job_runner().take_stream(job)]
         return {"id": job.id, "status": job.status, "stream": pieces} | ({"error": job.error} if job.error else {})
+
+    for method in ("GET", "POST"):  # RunPod's SDK polls with POST; a route each, so each has its own operation id
+        app.add_api_route("/status/{job_id}", status, methods=[method], operation_id=f"status_{method.lower()}",
+                          summary="A job's status, and its output when done")
+        app.add_api_route("/stream/{job_id}", stream, methods=[method], operation_id=f"stream_{method.lower()}",
+                          summary="A streaming job's pieces made since the last call")
 
     @app.post("/cancel/{job_id}", summary="Cancel a job: its chunks not yet sampled are dropped")
     async def cancel(job_id: str):
