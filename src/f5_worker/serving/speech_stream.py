@@ -31,7 +31,8 @@ class SpeechStream:
     def __init__(self, service, synthesis: SynthesisRequest, *, sse: bool,
                  admission: contextlib.AbstractContextManager | None = None):
         self.service, self.synthesis, self.sse = service, synthesis, sse
-        self.admission = admission or contextlib.nullcontext()  # held from open() until the body ends
+        self._admission = admission or contextlib.nullcontext()
+        self._held = contextlib.ExitStack()  # the admission, held from open() until the body ends
         self.cancel = threading.Event()
         self.encoder = StreamEncoder(synthesis.output_format, MODEL_SAMPLE_RATE)  # ValueError: not streamable
         self._waves = None
@@ -40,11 +41,11 @@ class SpeechStream:
         """Prepare the job (its references, their words, its [voice] segments); raises ``ServingError`` for bad
         input, before any byte is sent."""
         service = self.service
-        self.admission.__enter__()
+        self._held.enter_context(self._admission)
         try:
             job = await asyncio.to_thread(service.prepare, self.synthesis, self.cancel.is_set)
         except BaseException:
-            self.admission.__exit__(None, None, None)
+            self._held.close()
             raise
         self._waves = service.waves(job, self.cancel.is_set, first_alone=True)
         return self
@@ -69,7 +70,7 @@ class SpeechStream:
                 yield _event({"type": "error", "error": {"message": str(exc), "type": "server_error"}})
         finally:
             self.cancel.set()  # a client gone, or the job over: chunks not yet sampled are dropped
-            self.admission.__exit__(None, None, None)
+            self._held.close()
             try:
                 self._waves.close()
             except ValueError:  # running on a thread right now: the cancel flag ends it within 50 ms
