@@ -16,7 +16,7 @@ import logging
 import random
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import CancelledError, Future, TimeoutError
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -282,10 +282,7 @@ class Engine:
 
     def synthesize(self, reference: Reference, text: str, params: SynthesisParams = SynthesisParams(),
                    cancelled: Callable[[], bool] | None = None) -> np.ndarray:
-        audio = np.concatenate(list(self.stream(reference, text, params, cancelled)) or [np.zeros(0, np.float32)])
-        if params.remove_silence:
-            audio = _remove_long_silences(audio)
-        return audio
+        return whole(self.stream(reference, text, params, cancelled), params.remove_silence)
 
     def warm_up(self) -> float:
         """One short synthesis, so the first request pays no library set-up, kernel loading or allocator growth.
@@ -426,6 +423,12 @@ class Engine:
 
     def params_json(self, params: SynthesisParams) -> dict:
         return asdict(params)
+
+
+def whole(waves: Iterable[np.ndarray], remove_silence: bool = False) -> np.ndarray:
+    """Streamed pieces as one waveform, with F5-TTS's long silences removed when asked."""
+    audio = np.concatenate(list(waves) or [np.zeros(0, np.float32)])
+    return _remove_long_silences(audio) if remove_silence else audio
 
 
 def _sampler_backends(choice: AttentionChoice) -> dict[str, str]:

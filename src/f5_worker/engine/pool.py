@@ -37,7 +37,7 @@ from ..attention_choice import AttentionChoice
 from ..errors import ConfigError
 from ..log import event, get_logger
 from .batcher import Closed
-from .engine import Engine, EngineConfig, Reference, SynthesisParams, _remove_long_silences
+from .engine import Engine, EngineConfig, Reference, SynthesisParams, whole
 
 __all__ = ["EnginePool", "EngineFailure", "load_engines", "select_gpus", "devices_for"]
 
@@ -225,8 +225,7 @@ class EnginePool:
 
     def synthesize(self, reference: Reference, text: str, params: SynthesisParams = SynthesisParams(),
                    cancelled: Callable[[], bool] | None = None) -> np.ndarray:
-        audio = np.concatenate(list(self.stream(reference, text, params, cancelled)) or [np.zeros(0, np.float32)])
-        return _remove_long_silences(audio) if params.remove_silence else audio
+        return whole(self.stream(reference, text, params, cancelled), params.remove_silence)
 
     def _each(self, fn: Callable[[Engine], object]) -> list:
         """``fn`` on every live engine at once (each waits on its own GPU thread)."""
