@@ -34,7 +34,7 @@ def models(request, vocab):
     theirs = f5.f5_cfm(arch, vocab, seed=3)
     ours = F5TTS(DiT(arch, text_num_embeds=len(vocab)), vocab)
     ours.load_state_dict(theirs.state_dict())  # strict: every name and shape is F5-TTS's
-    ours.transformer.fuse_qkv()
+    ours.transformer.fuse()
     return theirs, ours.eval()
 
 
@@ -98,14 +98,48 @@ def test_text_embedding_equals_f5_tts(models, vocab, per_request, drop_text):
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
 
 
-def test_a_block_equals_f5_tts_dit_block(models):
+@pytest.mark.parametrize("shared_time", [False, True])
+def test_a_block_equals_f5_tts_dit_block(models, shared_time):
+    """A block with its own modulation per row, or one row of modulation for all (one time step for the batch)."""
     theirs, ours = models
     x = torch.randn(2, 23, 64, generator=torch.Generator().manual_seed(3))
-    t = theirs.transformer.time_embed(torch.tensor([0.3, 0.7]))
+    time = torch.tensor([0.3, 0.3]) if shared_time else torch.tensor([0.3, 0.7])
+    t = theirs.transformer.time_embed(time)
     with torch.inference_mode():
         expected = theirs.transformer.transformer_blocks[1](x, t, rope=theirs.transformer.rotary_embed.forward_from_seq_len(23))
-        got = ours.transformer.transformer_blocks[1](x, t, rope=ours.transformer.rotary_embed.angles(23))
+        modulation = ours.transformer.modulations(t[:1] if shared_time else t)[1]
+        got = ours.transformer.transformer_blocks[1](x, modulation, rope=ours.transformer.rotary_embed.angles(23))
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("per_request_time", [False, True])
+def test_velocity_with_a_time_per_request_equals_f5_tts(models, vocab, per_request_time):
+    theirs, ours = models
+    x, cond, text, _mask = request_batch(len(vocab))
+    time = torch.tensor([0.2, 0.5, 0.9]) if per_request_time else torch.tensor(0.5)
+    with torch.inference_mode():
+        expected = f5_velocity(theirs, x, cond, text, time, None, 2.0)
+        got = our_velocity(ours, x, cond, text, time, None, 2.0)
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_fused_modulations_are_views_of_the_block_parameters(models):
+    """``fuse`` keeps F5-TTS's parameter names: loading new weights afterwards still reaches the stacked matmul."""
+    _theirs, ours = models
+    dit = ours.transformer
+    t = torch.randn(1, 64, generator=torch.Generator().manual_seed(8))
+    with torch.inference_mode():
+        before = dit.modulations(t)
+        assert dit.transformer_blocks[0].attn_norm.linear.weight.data_ptr() == dit._modulations.weight_bias()[0].data_ptr()
+        dit.transformer_blocks[0].attn_norm.linear.weight = torch.nn.Parameter(
+            dit.transformer_blocks[0].attn_norm.linear.weight * 2, requires_grad=False)  # no longer a view
+        after = dit.modulations(t)
+        dit.transformer_blocks[0].attn_norm.linear.weight = torch.nn.Parameter(
+            dit.transformer_blocks[0].attn_norm.linear.weight / 2, requires_grad=False)
+        dit.fuse()
+    bias = dit.transformer_blocks[0].attn_norm.linear.bias
+    torch.testing.assert_close(after[0] - bias, 2 * (before[0] - bias))
+    torch.testing.assert_close(after[1], before[1])
 
 
 @pytest.mark.parametrize("masked", [False, True])

@@ -86,7 +86,7 @@ def build_model(model: str, files: ModelFiles, *, attn_backend: str = "torch", a
         f5 = load_f5tts(arch, files.checkpoint, files.vocab, device=device)
     else:
         f5 = _random_model(arch, load_vocab(files.vocab or VOCAB)).to(device=device, dtype=serving_dtype(device))
-        f5.transformer.fuse_qkv()
+        f5.transformer.fuse()
     f5.transformer.set_attention(attn_backend, attn_mask_enabled)
     return f5
 
@@ -102,7 +102,7 @@ def load_f5tts(arch: DiTArch, checkpoint: Path, vocab: Path | None = None, *, de
     state = f5_tts_state_dict(tensors, safetensors=Path(checkpoint).suffix == ".safetensors")
     load_into(f5, state, source=checkpoint)
     f5.transformer.init_buffers(device, dtype)
-    f5.transformer.fuse_qkv()
+    f5.transformer.fuse()
     return f5.eval()
 
 

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .layers import Linear
+from .layers import Linear, StackedLinears
 from .rotary import rotate
 
 __all__ = ["Attention", "BACKENDS"]
@@ -39,30 +39,16 @@ class Attention(nn.Module):
         self.to_out = nn.ModuleList([Linear(inner, dim)])  # F5-TTS's index 1 is a dropout, no weights
         self.backend = "torch"
         self.masked = False
-        self._qkv: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._qkv: StackedLinears | None = None
+        self.kernels = None  # the ``kernels`` module, set by DiT.use_kernels: q and k turn in place
 
     def fuse_qkv(self) -> None:
         """Put to_q, to_k and to_v's weights into one tensor (they become views of it): one projection matmul."""
-        linears = (self.to_q, self.to_k, self.to_v)
-        weight = torch.cat([lin.weight.detach() for lin in linears])
-        bias = torch.cat([lin.bias.detach() for lin in linears])
-        inner = self.heads * self.dim_head
-        for i, lin in enumerate(linears):
-            lin.weight = nn.Parameter(weight[i * inner:(i + 1) * inner], requires_grad=False)
-            lin.bias = nn.Parameter(bias[i * inner:(i + 1) * inner], requires_grad=False)
-        self._qkv = (weight, bias)
+        self._qkv = StackedLinears((self.to_q, self.to_k, self.to_v))
 
     def _projection(self) -> tuple[torch.Tensor, torch.Tensor]:
-        # The fused tensors are only valid while the parameters still are views of them: a later
-        # ``.to()`` or ``load_state_dict(assign=True)`` replaces the parameters, and then the three
-        # weights are concatenated per call (correct, slower) until ``fuse_qkv`` runs again.
         if self._qkv is not None:
-            weight, bias = self._qkv
-            step_w, step_b = self.to_q.weight.numel() * weight.element_size(), self.to_q.bias.numel() * bias.element_size()
-            if all(lin.weight.data_ptr() == weight.data_ptr() + i * step_w
-                   and lin.bias.data_ptr() == bias.data_ptr() + i * step_b
-                   for i, lin in enumerate((self.to_q, self.to_k, self.to_v))):
-                return weight, bias
+            return self._qkv.weight_bias()
         return (torch.cat([self.to_q.weight, self.to_k.weight, self.to_v.weight]),
                 torch.cat([self.to_q.bias, self.to_k.bias, self.to_v.bias]))
 
@@ -72,6 +58,8 @@ class Attention(nn.Module):
         qkv = F.linear(x, *self._projection()).view(batch, seq_len, 3, self.heads, self.dim_head)
         if rope is None:
             q, k, v = qkv.unbind(2)
+        elif self.kernels is not None:
+            q, k, v = self.kernels.rotate_qk_(qkv, rope, self.pe_attn_head).unbind(2)
         else:
             qk = qkv[:, :, :2]
             if self.pe_attn_head is None:

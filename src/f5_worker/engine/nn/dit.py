@@ -8,7 +8,10 @@ What differs is how the same function is computed:
   per step) and runs the conditional and unconditional halves of classifier-free guidance as one
   batch through the input embedding too;
 - the rotary angles are computed once per step, not once per layer;
-- each modulation and gated residual of a block is one ``addcmul`` instead of two or three passes;
+- every block's modulation (shift, scale, gate) comes from one matmul per step (``fuse``); with one time
+  step for the whole batch, a modulation is the LayerNorm's own affine transform (``modulate``), and
+  each gated residual is one ``addcmul`` instead of two or three passes;
+- on CUDA the feed-forward's tanh GELU runs in its first matmul's epilogue;
 - the convolutional position embedding runs as channels-last 2-D convolutions: the (batch, frames,
   dim) activations already are channels-last, and cuDNN's grouped Conv1d would transpose them twice;
 - attention is ``attention.Attention`` (one q/k/v projection, complex rotation).
@@ -28,12 +31,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from .attention import Attention
-from .layers import Conv1d, Embedding, Linear
+from .layers import Conv1d, Embedding, Linear, StackedLinears
 from .rotary import RotaryEmbedding
 
 __all__ = ["DiTArch", "DiT", "DiTBlock", "TextEmbedding", "InputEmbedding", "ConvPositionEmbedding",
            "ConvNeXtV2Block", "TimestepEmbedding", "AdaLayerNorm", "AdaLayerNorm_Final", "FeedForward",
-           "conv_position_embedding", "precompute_freqs_cis"]
+           "conv_position_embedding", "modulate", "precompute_freqs_cis"]
 
 
 @dataclass(frozen=True)
@@ -206,9 +209,21 @@ class ConvPositionEmbedding(nn.Module):
             Conv1d(dim, dim, kernel_size, groups=groups, padding=kernel_size // 2),
             nn.Mish(),
         )
+        self.kernel_weights: list[torch.Tensor] | None = None  # set by DiT.use_kernels
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         return conv_position_embedding(self, x, mask)
+
+    def plus_input(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """``forward(x, mask) + x``: with the kernels and no mask, two passes of ``kernels.conv_mish``."""
+        if self.kernel_weights is None or mask is not None:
+            return conv_position_embedding(self, x, mask) + x
+        from . import kernels
+
+        first, second = (layer for layer in self.conv1d if isinstance(layer, nn.Conv1d))
+        x = x.contiguous()
+        h = kernels.conv_mish(x, self.kernel_weights[0], first.bias)
+        return kernels.conv_mish(h, self.kernel_weights[1], second.bias, residual=x)
 
 
 class InputEmbedding(nn.Module):
@@ -219,33 +234,35 @@ class InputEmbedding(nn.Module):
 
     def forward(self, x, cond, text_embed, mask=None):
         x = self.proj(torch.cat((x, cond, text_embed), dim=-1))
-        return self.conv_pos_embed(x, mask) + x
+        return self.conv_pos_embed.plus_input(x, mask)
+
+
+def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """LayerNorm without affine parameters, then ``x * (1 + scale) + shift`` (shift, scale (rows, 1, dim)).
+
+    When one modulation serves every row (all requests of a batch share the time step), it is exactly the
+    norm's affine transform: one kernel instead of two.
+    """
+    if shift.shape[0] == 1:
+        return F.layer_norm(x, x.shape[-1:], 1 + scale.view(-1), shift.view(-1), eps)
+    return torch.addcmul(shift, F.layer_norm(x, x.shape[-1:], eps=eps), 1 + scale)
 
 
 class AdaLayerNorm(nn.Module):
-    """The block's modulation from the time embedding: shift, scale and gate for attention and feed-forward."""
+    """The block's modulation from the time embedding: shift, scale and gate for attention and feed-forward.
+
+    Only the parameters: ``DiT.modulations`` computes every block's at once.
+    """
 
     def __init__(self, dim: int):
         super().__init__()
-        self.silu = nn.SiLU()
         self.linear = Linear(dim, dim * 6)
-        self.norm = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
-
-    def forward(self, emb: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp, each (batch, 1, dim)."""
-        return tuple(m[:, None] for m in self.linear(self.silu(emb)).chunk(6, dim=1))
 
 
 class AdaLayerNorm_Final(nn.Module):  # noqa: N801  F5-TTS's name
     def __init__(self, dim: int):
         super().__init__()
-        self.silu = nn.SiLU()
         self.linear = Linear(dim, dim * 2)
-        self.norm = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
-
-    def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
-        scale, shift = self.linear(self.silu(emb)).chunk(2, dim=1)
-        return torch.addcmul(shift[:, None], self.norm(x), 1 + scale[:, None])
 
 
 class FeedForward(nn.Module):
@@ -257,7 +274,15 @@ class FeedForward(nn.Module):
                                 Linear(inner, dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.ff(x)
+        inner = self.ff[0][0]
+        if x.is_cuda:
+            # cuBLASLt applies the tanh GELU in the matmul's epilogue: no pass over the activations of its own.
+            # (On the CPU, _addmm_activation's GELU is the erf one, so it is not used there.)
+            h = torch._addmm_activation(inner.bias, x.reshape(-1, x.shape[-1]), inner.weight.t(), use_gelu=True)
+            h = h.view(*x.shape[:-1], -1)
+        else:
+            h = F.gelu(inner(x), approximate="tanh")
+        return self.ff[2](h)
 
 
 class DiTBlock(nn.Module):
@@ -265,16 +290,16 @@ class DiTBlock(nn.Module):
         super().__init__()
         self.attn_norm = AdaLayerNorm(dim)
         self.attn = Attention(dim, heads=heads, dim_head=dim_head, pe_attn_head=pe_attn_head)
-        self.ff_norm = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
         self.ff = FeedForward(dim, mult=ff_mult)
 
-    def forward(self, x, t, mask=None, rope=None):
-        """Modulated attention, then modulated feed-forward, each with a gated residual."""
-        shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = self.attn_norm(t)
-        h = torch.addcmul(shift_msa, self.attn_norm.norm(x), 1 + scale_msa)
-        x = torch.addcmul(x, gate_msa, self.attn(h, mask=mask, rope=rope))
-        h = torch.addcmul(shift_mlp, self.ff_norm(x), 1 + scale_mlp)
-        return torch.addcmul(x, gate_mlp, self.ff(h))
+    def forward(self, x, modulation, mask=None, rope=None):
+        """Modulated attention, then modulated feed-forward, each with a gated residual.
+
+        modulation: this block's ``attn_norm.linear`` output, (batch, 6 * dim), or (1, 6 * dim) for all rows.
+        """
+        shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = modulation[:, None].chunk(6, dim=-1)
+        x = torch.addcmul(x, gate_msa, self.attn(modulate(x, shift_msa, scale_msa), mask=mask, rope=rope))
+        return torch.addcmul(x, gate_mlp, self.ff(modulate(x, shift_mlp, scale_mlp)))
 
 
 class DiT(nn.Module):
@@ -293,6 +318,8 @@ class DiT(nn.Module):
         ])
         self.norm_out = AdaLayerNorm_Final(arch.dim)
         self.proj_out = Linear(arch.dim, mel_dim)
+        self._modulations: StackedLinears | None = None
+        self._kernels = None  # the ``kernels`` module once ``use_kernels(True)``
         # F5-TTS zero-initialises the modulations and the output (for training); checkpoints overwrite them.
         for block in self.transformer_blocks:
             nn.init.zeros_(block.attn_norm.linear.weight)
@@ -304,14 +331,71 @@ class DiT(nn.Module):
         """Compute what the state dict does not carry, on ``device`` in ``dtype`` (after loading onto the meta device)."""
         self.text_embed.init_buffers(device, dtype)
 
-    def fuse_qkv(self) -> None:
+    def fuse(self) -> None:
+        """The inference layout: each attention's q, k and v as one matmul, and all modulations as one.
+
+        Every block's modulation and the output's are linear maps of the same time embedding: one matmul per
+        step computes them all (23 otherwise). The parameters become views (``StackedLinears``).
+        """
         for block in self.transformer_blocks:
             block.attn.fuse_qkv()
+        self._modulations = StackedLinears([block.attn_norm.linear for block in self.transformer_blocks]
+                                           + [self.norm_out.linear])
+
+    def modulations(self, t: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Each block's modulation, then the output's, from the time embedding t (rows, dim)."""
+        t = F.silu(t)
+        if self._modulations is not None:
+            return self._modulations(t)
+        return tuple(F.linear(t, lin.weight, lin.bias) for lin in
+                     [block.attn_norm.linear for block in self.transformer_blocks] + [self.norm_out.linear])
+
+    def use_kernels(self, on: bool) -> None:
+        """Run the Triton kernels of ``kernels`` where they apply (from the next call; call again after new weights).
+
+        They apply when one time step serves the whole batch (the sampler's case); the position
+        convolution's also needs no mask. Off: PyTorch's kernels only (the CPU's path, and the GPU's
+        until the engine has compiled and checked these).
+        """
+        conv = self.input_embed.conv_pos_embed
+        if not on:
+            self._kernels, conv.kernel_weights = None, None
+            for block in self.transformer_blocks:
+                block.attn.kernels = None
+            return
+        from . import kernels  # imports Triton: only when asked
+
+        layers = [layer for layer in conv.conv1d if isinstance(layer, nn.Conv1d)]
+        group = layers[0].in_channels // layers[0].groups
+        # tl.dot needs 16 or more channels per group (F5-TTS's sizes have 64): smaller ones keep cuDNN
+        conv.kernel_weights = ([kernels.conv_weight_for_kernel(layer.weight, layer.groups) for layer in layers]
+                               if group >= 16 and group & (group - 1) == 0 else None)
+        for block in self.transformer_blocks:
+            block.attn.kernels = kernels
+        self._kernels = kernels
 
     def set_attention(self, backend: str, masked: bool) -> None:
         """Every layer's attention backend ("torch" | "flash_attn") and whether a mask restricts it."""
         for block in self.transformer_blocks:
             block.attn.backend, block.attn.masked = backend, masked
+
+    def _blocks_with_kernels(self, x, block_modulations, final, mask, rope):
+        """The blocks and the output norm as ``forward`` runs them, each residual fused with the norm after it.
+
+        x + gate * attention, then the feed-forward's modulated norm; x + gate * feed-forward, then the next
+        block's (or the output's) modulated norm: one ``residual_norm`` each. Returns the output norm's result.
+        """
+        residual_norm = self._kernels.residual_norm
+        dim = x.shape[-1]
+        mods = [m.view(6, dim) for m in block_modulations]  # shift, scale, gate for attention, then for ff
+        x = x.contiguous()  # the residual stream, updated in place
+        h = residual_norm(x, None, None, mods[0][0], mods[0][1])
+        for i, block in enumerate(self.transformer_blocks):
+            _, _, gate_msa, shift_mlp, scale_mlp, gate_mlp = mods[i]
+            h = residual_norm(x, block.attn(h, mask=mask, rope=rope), gate_msa, shift_mlp, scale_mlp)
+            scale_next, shift_next = (mods[i + 1][1], mods[i + 1][0]) if i + 1 < len(mods) else final.view(2, dim)
+            h = residual_norm(x, block.ff(h), gate_mlp, shift_next, scale_next)
+        return h
 
     def forward(self, x, cond, text_cond, text_uncond, time, mask=None, cfg_strength: float = 0.0):
         """The flow: ``DiT.forward(cfg_infer=True)`` and CFM's guidance, with the text embedded by the caller.
@@ -321,21 +405,27 @@ class DiT(nn.Module):
         Without guidance (``cfg_strength`` 0) only the conditional half runs.
         """
         batch, seq_len = x.shape[:2]
-        t = self.time_embed(time.expand(batch))
+        # One time for the whole batch (the sampler's case): one row of modulations serves every request.
+        t = self.time_embed(time.reshape(1) if time.ndim == 0 else time.expand(batch))
         guided = cfg_strength > 1e-5
         if guided:  # the unconditional half drops the audio prompt and the text
             x = torch.cat((x, x))
             cond = torch.cat((cond, torch.zeros_like(cond)))
             text = torch.cat((text_cond, text_uncond))
-            t = torch.cat((t, t))
+            t = torch.cat((t, t)) if t.shape[0] > 1 else t
             mask = torch.cat((mask, mask)) if mask is not None else None
         else:
             text = text_cond
+        *block_modulations, final = self.modulations(t)
         h = self.input_embed(x, cond, text, mask)
         rope = self.rotary_embed.angles(seq_len, h.dtype)
-        for block in self.transformer_blocks:
-            h = block(h, t, mask=mask, rope=rope)
-        out = self.proj_out(self.norm_out(h, t))
+        if self._kernels is not None and t.shape[0] == 1:
+            out = self.proj_out(self._blocks_with_kernels(h, block_modulations, final, mask, rope))
+        else:
+            for block, modulation in zip(self.transformer_blocks, block_modulations):
+                h = block(h, modulation, mask=mask, rope=rope)
+            scale, shift = final[:, None].chunk(2, dim=-1)
+            out = self.proj_out(modulate(h, shift, scale))
         if not guided:
             return out
         pred, null_pred = torch.chunk(out, 2, dim=0)

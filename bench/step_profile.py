@@ -1,0 +1,220 @@
+#!/usr/bin/env python3
+"""Where one sampling step's GPU time goes, and what a compiled step would change (issue 16).
+
+    python bench/step_profile.py [--batches 1,8] [--compile static,dynamic] [--json OUT]
+    python bench/step_profile.py --model tiny-random --device cpu --batches 1 --json /tmp/p.json   # smoke
+
+F5TTS_v1_Base size, random weights, fp16, cfg 2, 5 s reference + 10 s to generate (1406 frames), one Euler
+step of the worker's sampler (``engine.sampler``), for B same-length requests (2B sequences with guidance):
+- ``graph_step_ms``: the step replayed from its CUDA graph, median of 30 replays (CUDA events): what serving runs;
+- ``profile``: one eager step under torch.profiler: GPU time and kernel count per kind of kernel (matmul,
+  attention, convolution, layer norm, elementwise, ...) and the top kernels, so the share of the matrix
+  products against everything between them is measured, not guessed;
+- ``vocoder_ms`` / ``mel_ms``: the vocoder for one 10 s output, the mel of one 5 s reference;
+- ``--compile MODE``: the velocity under torch.compile (inductor; ``static`` shapes, or ``dynamic``: one
+  compilation for every length), its compile time, the graph step, and its difference from the eager step.
+  The inductor cache is wherever TORCHINDUCTOR_CACHE_DIR points: run twice on one directory to time a warm start.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import statistics
+import time
+
+import common
+import torch
+from common import environment
+
+REF_FRAMES, FRAMES = 469, 1406
+KINDS = (  # first match wins: cuDNN's convolution kernels are also "xmma"/"gemm" kernels
+    ("convolution", r"conv|fprop|dgrad|depthwise"),
+    ("attention", r"fmha|flash|attention|sdpa|softmax"),
+    ("matmul", r"gemm|nvjet|cutlass|xmma|sm90_|sm80_"),
+    ("layer_norm", r"layer_norm|layernorm"),
+    ("triton (compiled)", r"^triton_"),
+    ("copy / cat", r"copy|cat_|CatArray"),
+    ("reduction", r"reduce"),
+    ("elementwise", r"elementwise|vectorized|unrolled|pointwise"),
+)
+
+
+def kind_of(kernel: str) -> str:
+    for kind, pattern in KINDS:
+        if re.search(pattern, kernel, re.IGNORECASE):
+            return kind
+    return "other"
+
+
+def device_events(prof) -> list[tuple[str, float, int]]:
+    """(kernel name, self device µs, calls) of every device-side event of a profile."""
+    rows = []
+    for event in prof.key_averages():
+        micros = getattr(event, "self_device_time_total", None)
+        if micros is None:
+            micros = getattr(event, "self_cuda_time_total", 0)
+        if event.device_type == torch.autograd.DeviceType.CUDA and micros > 0:
+            rows.append((event.key, micros, event.count))
+    return rows
+
+
+def profile_step(step, cuda: bool) -> dict:
+    activities = [torch.profiler.ProfilerActivity.CPU] + ([torch.profiler.ProfilerActivity.CUDA] if cuda else [])
+    step()
+    common.sync("cuda" if cuda else "cpu")
+    with torch.profiler.profile(activities=activities) as prof:
+        step()
+        common.sync("cuda" if cuda else "cpu")
+    if not cuda:  # no device kernels: the top CPU operators say where eager time goes
+        rows = sorted(((e.key, e.self_cpu_time_total, e.count) for e in prof.key_averages()), key=lambda r: -r[1])
+        return {"top_cpu_ops": [{"op": k, "us": round(us, 1), "calls": n} for k, us, n in rows[:10]]}
+    rows = device_events(prof)
+    total = sum(us for _, us, _ in rows)
+    kinds: dict[str, dict] = {}
+    for name, us, calls in rows:
+        entry = kinds.setdefault(kind_of(name), {"ms": 0.0, "kernels": 0})
+        entry["ms"] += us / 1000
+        entry["kernels"] += calls
+    for entry in kinds.values():
+        entry["ms"] = round(entry["ms"], 3)
+        entry["share"] = round(entry["ms"] * 1000 / total, 3)
+    top = sorted(rows, key=lambda r: -r[1])[:15]
+    return {"kernel_ms": round(total / 1000, 3), "kernels": sum(n for _, _, n in rows),
+            "by_kind": dict(sorted(kinds.items(), key=lambda kv: -kv[1]["ms"])),
+            "top": [{"kernel": k[:110], "kind": kind_of(k), "ms": round(us / 1000, 3), "calls": n} for k, us, n in top]}
+
+
+def replay_ms(graph, runs: int = 30) -> float:
+    for _ in range(3):
+        graph.replay()
+    torch.cuda.synchronize()
+    times = []
+    for _ in range(runs):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        graph.replay()
+        end.record()
+        torch.cuda.synchronize()
+        times.append(start.elapsed_time(end))
+    return round(statistics.median(times), 3)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--batches", default="1,8")
+    parser.add_argument("--compile", default="", help="comma-separated: static, dynamic")
+    parser.add_argument("--model", default="F5TTS_v1_Base", help="tiny-random with --device cpu: a smoke run")
+    parser.add_argument("--device", default="cuda")
+    parser.add_argument("--json")
+    args = parser.parse_args()
+    device = args.device
+    cuda = device.startswith("cuda")
+    from f5_worker.engine import sampler as sampler_module
+    from f5_worker.engine.models import ModelFiles, build_model, build_vocoder
+    from f5_worker.engine.sampler import SampleRequest, Sampler, SamplingConfig
+
+    out: dict = {**environment(device, args.model), "frames": FRAMES, "ref_frames": REF_FRAMES, "batches": {}}
+    model = build_model(args.model, ModelFiles(), device=device)
+    dit = model.transformer
+    dtype = next(model.parameters()).dtype
+    config = SamplingConfig()
+    generator = torch.Generator().manual_seed(0)
+    text = torch.randint(0, 2000, (1, 160), generator=generator).to(device)
+    text_dim = dit.text_embed.text_dim
+
+    def inputs(batch, frames=FRAMES):
+        g = torch.Generator().manual_seed(batch)
+        x, cond = (torch.randn(batch, frames, 100, generator=g).to(device, dtype) for _ in range(2))
+        cond[:, REF_FRAMES:] = 0
+        tokens = text.expand(batch, -1)
+        with torch.inference_mode():
+            text_cond = dit.text_embed(tokens, seq_len=frames, drop_text=False)
+            text_uncond = dit.text_embed(tokens, seq_len=frames, drop_text=True)
+        return x, cond, text_cond, text_uncond
+
+    def graph_for(sampler, batch, frames=FRAMES):
+        """The sampler's step graph for this shape, its inputs filled; (graph, seconds to make it)."""
+        common.sync(device)
+        began = time.perf_counter()
+        with torch.inference_mode():
+            graph = sampler._graph(batch, frames, text_dim, config.cfg_strength)
+        common.sync(device)
+        made = time.perf_counter() - began
+        x, cond, text_cond, text_uncond = inputs(batch, frames)
+        with torch.inference_mode():
+            graph.x.copy_(x), graph.cond.copy_(cond)
+            graph.text_cond.copy_(text_cond), graph.text_uncond.copy_(text_uncond)
+            graph.time.fill_(0.5), graph.dt.fill_(0.0)  # dt 0: replays leave x as it is
+        return graph, made
+
+    def eager_velocity(batch):
+        x, cond, text_cond, text_uncond = inputs(batch)
+        t = torch.tensor(0.5, device=device, dtype=dtype)
+        with torch.inference_mode():
+            return sampler_module.velocity(dit, x, cond, text_cond, text_uncond, t, None, config.cfg_strength)
+
+    batches = [int(b) for b in args.batches.split(",")]
+    reference = {}
+    for batch in batches:
+        row: dict = {}
+        reference[batch] = eager_velocity(batch)
+        if cuda:
+            sampler = Sampler(model)
+            graph, _ = graph_for(sampler, batch)
+            row["graph_step_ms"] = replay_ms(graph.graph)
+            del graph, sampler
+        row["profile"] = profile_step(lambda: eager_velocity(batch), cuda)
+        out["batches"][batch] = row
+        print("batch", batch, {k: v for k, v in row.items() if k != "profile"},
+              {k: v for k, v in row["profile"].items() if k not in ("top", "top_cpu_ops")}, flush=True)
+
+    vocoder = build_vocoder(args.model, ModelFiles(), device=device)
+    mel = torch.randn(1, 100, FRAMES - REF_FRAMES, generator=generator).to(device)
+    audio = torch.randn(1, REF_FRAMES * 256, generator=generator).to(device)
+    with torch.inference_mode():
+        out["vocoder_ms"] = round(common.timed(lambda: vocoder.decode(mel), 10, device)[0] * 1000, 3)
+        out["mel_ms"] = round(common.timed(lambda: model.mel_spec(audio), 10, device)[0] * 1000, 3)
+    print("vocoder_ms", out["vocoder_ms"], "mel_ms", out["mel_ms"], flush=True)
+
+    plain_velocity = sampler_module.velocity
+    for mode in [m for m in args.compile.split(",") if m]:
+        torch._dynamo.reset()
+        began = time.perf_counter()
+        sampler_module.velocity = torch.compile(plain_velocity, dynamic=mode == "dynamic")
+        row = {"wrap_s": round(time.perf_counter() - began, 2)}
+        try:
+            sampler = Sampler(model, cuda_graphs=cuda)
+            for batch in batches:
+                began = time.perf_counter()
+                got = eager_velocity(batch)  # compiles (or reuses) for this shape
+                common.sync(device)
+                entry = {"first_call_s": round(time.perf_counter() - began, 2),
+                         "max_rel_diff": float((got.float() - reference[batch].float()).abs().max()
+                                               / reference[batch].float().abs().max())}
+                if cuda:
+                    graph, made = graph_for(sampler, batch)
+                    entry["graph_made_s"] = round(made, 2)
+                    entry["graph_step_ms"] = replay_ms(graph.graph)
+                    began = time.perf_counter()
+                    graph_for(sampler, batch, FRAMES + 16)  # a new length: recompiles unless dynamic
+                    entry["new_length_graph_s"] = round(time.perf_counter() - began, 2)
+                row[batch] = entry
+                print("compile", mode, batch, entry, flush=True)
+        except Exception as error:  # noqa: BLE001  a compile failure is a result too
+            row["error"] = f"{type(error).__name__}: {str(error)[:400]}"
+            print("compile", mode, "failed:", row["error"], flush=True)
+        finally:
+            sampler_module.velocity = plain_velocity
+        out[f"compile_{mode}"] = row
+
+    print(json.dumps(out, indent=1))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(out, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

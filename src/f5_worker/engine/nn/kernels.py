@@ -1,0 +1,159 @@
+"""Triton kernels for what stands between the DiT's matrix products (issue 16).
+
+A sampling step measured on the H200 (``bench/step_profile.py``, ``BENCHMARKS.md`` ``## Throughput``)
+spent as much time between the matmuls and attention as in them: cuDNN runs the position embedding's
+grouped convolution as one kernel per group at a fraction of the matrix rate, the rotary embedding's
+complex product is a slow generic kernel, and every residual, LayerNorm and modulation reads and writes
+the activations once more. Each kernel here replaces a chain of those:
+
+- ``conv_mish``: the grouped Conv1d (as an implicit GEMM: every tap of every group is a small matrix
+  product), its bias and Mish, and optionally the residual that follows, in one pass;
+- ``rotate_qk_``: the rotary rotation of q and k, in place in the fused q/k/v projection's output;
+- ``residual_norm``: ``x += gate * y``, then LayerNorm of the new x with the block's modulation
+  (``norm(x) * (1 + scale) + shift``), one read of each input and one write of each output.
+
+They compute in float32 and round once, as PyTorch's kernels do, and only apply where one time step
+(one modulation row) serves the whole batch, which is how the sampler runs. The DiT uses them once
+``DiT.use_kernels(True)`` is called: the engine does that in the background, after compiling them (a
+Triton cache on the volume makes that a load on later starts) and checking them against the eager
+path on the GPU. ``tests/engine/test_kernels.py`` runs them in Triton's interpreter on the CPU and
+holds them equal to the eager modules.
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+__all__ = ["conv_mish", "conv_weight_for_kernel", "rotate_qk_", "residual_norm"]
+
+
+@triton.jit
+def _mish(x):
+    # x * tanh(softplus(x)) as a ratio of exponentials: with n = e^x, tanh(log(1 + n)) = (n² + 2n) / (n² + 2n + 2).
+    # PyTorch's softplus is the identity above 20, where the ratio is 1 in float32 as well.
+    n = tl.exp(tl.minimum(x, 20.0))
+    p = n * (n + 2.0)
+    return x * p / (p + 2.0)
+
+
+@triton.jit
+def _conv_mish_kernel(x_ptr, w_ptr, b_ptr, res_ptr, out_ptr, frames,
+                      CHANNELS: tl.constexpr, GROUP: tl.constexpr, TAPS: tl.constexpr, BLOCK_S: tl.constexpr,
+                      RESIDUAL: tl.constexpr):
+    pid_s, group, batch = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    rows = pid_s * BLOCK_S + tl.arange(0, BLOCK_S)
+    chans = tl.arange(0, GROUP)
+    base = batch * frames * CHANNELS + group * GROUP
+    acc = tl.zeros((BLOCK_S, GROUP), dtype=tl.float32)
+    for tap in range(TAPS):
+        src = rows + tap - TAPS // 2  # zero padding of TAPS // 2 on each side
+        valid = (src >= 0) & (src < frames)
+        x = tl.load(x_ptr + base + src[:, None] * CHANNELS + chans[None, :], mask=valid[:, None], other=0.0)
+        # weight laid out (group, tap, in, out): one (GROUP, GROUP) matrix per tap
+        w = tl.load(w_ptr + ((group * TAPS + tap) * GROUP + chans[:, None]) * GROUP + chans[None, :])
+        acc += tl.dot(x, w, out_dtype=tl.float32)
+    acc += tl.load(b_ptr + group * GROUP + chans).to(tl.float32)[None, :]
+    acc = _mish(acc)
+    offsets = base + rows[:, None] * CHANNELS + chans[None, :]
+    keep = (rows < frames)[:, None]
+    if RESIDUAL:
+        acc = acc.to(out_ptr.dtype.element_ty).to(tl.float32)  # Mish's output rounds before the sum, as in eager
+        acc += tl.load(res_ptr + offsets, mask=keep, other=0.0).to(tl.float32)
+    tl.store(out_ptr + offsets, acc.to(out_ptr.dtype.element_ty), mask=keep)
+
+
+def conv_weight_for_kernel(weight: torch.Tensor, groups: int) -> torch.Tensor:
+    """A grouped Conv1d's weight (out, in / groups, taps) as ``conv_mish`` reads it: (groups, taps, in, out)."""
+    out_channels, group, taps = weight.shape
+    return weight.view(groups, out_channels // groups, group, taps).permute(0, 3, 2, 1).contiguous()
+
+
+def conv_mish(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, residual: torch.Tensor | None = None,
+              block_s: int = 64) -> torch.Tensor:
+    """Mish(grouped_conv1d(x) + bias) [+ residual] over x (batch, frames, channels), 'same' zero padding.
+
+    ``weight`` from ``conv_weight_for_kernel``: (groups, taps, channels / groups, channels / groups).
+    """
+    batch, frames, channels = x.shape
+    groups, taps, group, _ = weight.shape
+    assert x.is_contiguous() and groups * group == channels and taps % 2 == 1
+    out = torch.empty_like(x)
+    res = residual if residual is not None else x
+    assert res.is_contiguous() and res.shape == x.shape
+    grid = (triton.cdiv(frames, block_s), groups, batch)
+    _conv_mish_kernel[grid](x, weight, bias, res, out, frames, CHANNELS=channels, GROUP=group, TAPS=taps,
+                            BLOCK_S=block_s, RESIDUAL=residual is not None)
+    return out
+
+
+@triton.jit
+def _rotate_kernel(qkv_ptr, rope_ptr, seq_len, ROW: tl.constexpr, HEADS: tl.constexpr, PAIRS: tl.constexpr,
+                   ROTATED: tl.constexpr, BLOCK_H: tl.constexpr):
+    # qkv rows of (3, heads, dim_head); rope (seq, pairs, 2): cos, sin. Pair p of a head is channels 2p, 2p + 1.
+    row = tl.program_id(0)
+    pos = row % seq_len
+    heads = tl.arange(0, BLOCK_H)
+    pairs = tl.arange(0, PAIRS)
+    cos = tl.load(rope_ptr + (pos * PAIRS + pairs) * 2).to(tl.float32)[None, :]
+    sin = tl.load(rope_ptr + (pos * PAIRS + pairs) * 2 + 1).to(tl.float32)[None, :]
+    keep = (heads < ROTATED)[:, None]  # F5TTS_Base turns only its first head(s)
+    for which in range(2):  # q, then k
+        offs = row * ROW + which * HEADS * PAIRS * 2 + heads[:, None] * PAIRS * 2 + pairs[None, :] * 2
+        re = tl.load(qkv_ptr + offs, mask=keep).to(tl.float32)
+        im = tl.load(qkv_ptr + offs + 1, mask=keep).to(tl.float32)
+        tl.store(qkv_ptr + offs, (re * cos - im * sin).to(qkv_ptr.dtype.element_ty), mask=keep)
+        tl.store(qkv_ptr + offs + 1, (re * sin + im * cos).to(qkv_ptr.dtype.element_ty), mask=keep)
+
+
+def rotate_qk_(qkv: torch.Tensor, rope: torch.Tensor, rotated_heads: int | None = None) -> torch.Tensor:
+    """Turn q and k of qkv (batch, seq, 3, heads, dim_head), contiguous, in place by ``rope`` (seq, dim_head / 2),
+    the unit complex numbers of ``RotaryEmbedding.angles``; ``rotated_heads``: the first heads only."""
+    batch, seq_len, three, heads, dim_head = qkv.shape
+    assert three == 3 and qkv.is_contiguous() and rope.shape == (seq_len, dim_head // 2)
+    rope_real = torch.view_as_real(rope).contiguous()
+    rotated = heads if rotated_heads is None else rotated_heads
+    _rotate_kernel[(batch * seq_len,)](qkv, rope_real, seq_len, ROW=3 * heads * dim_head, HEADS=heads,
+                                       PAIRS=dim_head // 2, ROTATED=rotated, BLOCK_H=triton.next_power_of_2(heads))
+    return qkv
+
+
+@triton.jit
+def _residual_norm_kernel(x_ptr, y_ptr, gate_ptr, shift_ptr, scale_ptr, out_ptr, eps,
+                          DIM: tl.constexpr, BLOCK: tl.constexpr, RESIDUAL: tl.constexpr):
+    row = tl.program_id(0)
+    cols = tl.arange(0, BLOCK)
+    inside = cols < DIM
+    x = tl.load(x_ptr + row * DIM + cols, mask=inside, other=0.0).to(tl.float32)
+    if RESIDUAL:
+        gate = tl.load(gate_ptr + cols, mask=inside, other=0.0).to(tl.float32)
+        y = tl.load(y_ptr + row * DIM + cols, mask=inside, other=0.0).to(tl.float32)
+        x = (x + gate * y).to(x_ptr.dtype.element_ty)  # the residual stream rounds as an addcmul's output does
+        tl.store(x_ptr + row * DIM + cols, x, mask=inside)
+        x = x.to(tl.float32)
+    mean = tl.sum(x, axis=0) / DIM
+    centred = tl.where(inside, x - mean, 0.0)
+    rstd = 1.0 / tl.sqrt(tl.sum(centred * centred, axis=0) / DIM + eps)
+    scale = tl.load(scale_ptr + cols, mask=inside, other=0.0).to(tl.float32)
+    shift = tl.load(shift_ptr + cols, mask=inside, other=0.0).to(tl.float32)
+    tl.store(out_ptr + row * DIM + cols, (centred * rstd * (1.0 + scale) + shift).to(out_ptr.dtype.element_ty),
+             mask=inside)
+
+
+def residual_norm(x: torch.Tensor, y: torch.Tensor | None, gate: torch.Tensor | None, shift: torch.Tensor,
+                  scale: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """``x += gate * y`` in place (skipped when y is None), then ``layer_norm(x) * (1 + scale) + shift``.
+
+    x, y (..., dim) contiguous; gate, shift, scale (dim,): one modulation for every row.
+    """
+    dim = x.shape[-1]
+    assert x.is_contiguous() and shift.numel() == dim and scale.numel() == dim
+    if y is not None:
+        assert y.is_contiguous() and y.shape == x.shape and gate is not None and gate.numel() == dim
+    out = torch.empty_like(x)
+    rows = x.numel() // dim
+    _residual_norm_kernel[(rows,)](x, y if y is not None else x, gate if gate is not None else shift,
+                                   shift.contiguous(), scale.contiguous(), out, eps, DIM=dim,
+                                   BLOCK=triton.next_power_of_2(dim), RESIDUAL=y is not None)
+    return out

@@ -1,0 +1,118 @@
+"""The Triton kernels (``engine.nn.kernels``) against the eager modules they replace, in Triton's interpreter.
+
+On the CPU, Triton's interpreter runs the kernels' own code (``TRITON_INTERPRET=1``, read when a kernel is
+defined: the module is reloaded under it), in float32, at sizes where the position convolution has 16
+channels per group (the smallest ``tl.dot`` takes; F5-TTS's models have 64). On the GPU, the same kernels
+are checked in fp16 by the engine before it uses them and by ``bench/step_profile.py``.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import pytest
+import torch
+
+from f5_worker.engine.nn import DiT, DiTArch
+from f5_worker.engine.nn.dit import modulate
+from f5_worker.engine.nn.rotary import RotaryEmbedding, rotate
+from f5_worker.engine.text import load_vocab
+
+# The smallest DiT whose position convolution the kernel takes: 256 channels in 16 groups of 16.
+ARCH = DiTArch(dim=256, depth=2, heads=4, dim_head=64, ff_mult=2, text_dim=32, conv_layers=1)
+
+
+@pytest.fixture(scope="module")
+def kernels():
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("TRITON_INTERPRET", "1")
+        from f5_worker.engine.nn import kernels
+
+        yield importlib.reload(kernels)
+    importlib.reload(kernels)
+
+
+def randn(*shape, seed=0):
+    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed))
+
+
+@pytest.fixture(scope="module")
+def dit():
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(5)
+        model = DiT(ARCH, text_num_embeds=len(load_vocab()))
+        for param in model.parameters():  # nothing left at zero: every path reaches the output
+            if not param.any():
+                torch.nn.init.normal_(param, std=0.05)
+    model.fuse()
+    return model.eval()
+
+
+def test_position_convolution_equals_cudnn_layout(kernels, dit):
+    conv = dit.input_embed.conv_pos_embed
+    x = randn(1, 130, ARCH.dim)  # three blocks of 64 frames, the last one ragged
+    with torch.inference_mode():
+        expected = conv(x) + x
+        dit.use_kernels(True)
+        try:
+            got = conv.plus_input(x)
+        finally:
+            dit.use_kernels(False)
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("rotated_heads", [None, 1])  # F5TTS_v1_Base turns every head, F5TTS_Base the first
+def test_rotation_in_place_equals_the_complex_product(kernels, rotated_heads):
+    qkv = randn(2, 23, 3, 4, 64)
+    rope = RotaryEmbedding(64).angles(23)
+    q, k = qkv[:, :, 0], qkv[:, :, 1]
+    if rotated_heads is None:
+        expected_q, expected_k = rotate(q, rope), rotate(k, rope)
+    else:
+        expected_q = torch.cat((rotate(q[:, :, :1], rope), q[:, :, 1:]), dim=2)
+        expected_k = torch.cat((rotate(k[:, :, :1], rope), k[:, :, 1:]), dim=2)
+    v = qkv[:, :, 2].clone()
+    got = kernels.rotate_qk_(qkv, rope, rotated_heads)
+    assert got is qkv
+    torch.testing.assert_close(qkv[:, :, 0], expected_q, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(qkv[:, :, 1], expected_k, rtol=1e-5, atol=1e-5)
+    assert torch.equal(qkv[:, :, 2], v)  # v untouched
+
+
+@pytest.mark.parametrize("with_residual", [False, True])
+def test_residual_then_modulated_norm(kernels, with_residual):
+    x, y = randn(3, 17, 96, seed=1), randn(3, 17, 96, seed=2)
+    gate, shift, scale = randn(96, seed=3), randn(96, seed=4), 0.3 * randn(96, seed=5)
+    expected_x = torch.addcmul(x, gate, y) if with_residual else x.clone()
+    expected = modulate(expected_x, shift[None, None], scale[None, None])
+    got = kernels.residual_norm(x, y if with_residual else None, gate if with_residual else None, shift, scale)
+    torch.testing.assert_close(x, expected_x)  # the residual stream, updated in place
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("masked", [False, True])
+def test_velocity_with_kernels_equals_without(kernels, dit, masked):
+    """The whole DiT: kernels where they apply (a mask keeps the cuDNN-layout convolution), same velocity."""
+    vocab = len(load_vocab())
+    x, cond = randn(2, 40, 100, seed=6), randn(2, 40, 100, seed=7)
+    text = torch.randint(0, vocab, (2, 30), generator=torch.Generator().manual_seed(8))
+    lens = torch.tensor([40, 29])
+    mask = torch.arange(40)[None] < lens[:, None] if masked else None
+    seq_len = lens if masked else 40
+    if not masked:  # one request: the interpreter is slow, and the convolution kernel runs only here
+        x, cond, text = x[:1], cond[:1], text[:1]
+    dit.set_attention("torch", masked=masked)
+    with torch.inference_mode():
+        text_cond = dit.text_embed(text, seq_len=seq_len, drop_text=False)
+        text_uncond = dit.text_embed(text, seq_len=seq_len, drop_text=True)
+        time = torch.tensor(0.4)
+        expected = dit(x, cond, text_cond, text_uncond, time, mask, 2.0)
+        dit.use_kernels(True)
+        try:
+            got = dit(x, cond, text_cond, text_uncond, time, mask, 2.0)
+            per_request = dit(x, cond, text_cond, text_uncond, torch.tensor([0.4] * len(x)), mask, 2.0)  # eager path
+        finally:
+            dit.use_kernels(False)
+    assert expected.abs().mean() > 0.1
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(per_request, expected, rtol=1e-5, atol=1e-5)
