@@ -11,6 +11,9 @@ step of the worker's sampler (``engine.sampler``), for B same-length requests (2
   attention, convolution, layer norm, elementwise, ...) and the top kernels, so the share of the matrix
   products against everything between them is measured, not guessed;
 - ``vocoder_ms`` / ``mel_ms``: the vocoder for one 10 s output, the mel of one 5 s reference;
+- ``--kernels``: the same with the Triton kernels on (``DiT.use_kernels``): their first call (compilation),
+  their difference from the eager step, the graph step and the profile; and the convolution kernel alone
+  per block size;
 - ``--compile MODE``: the velocity under torch.compile (inductor; ``static`` shapes, or ``dynamic``: one
   compilation for every length), its compile time, the graph step, and its difference from the eager step.
   The inductor cache is wherever TORCHINDUCTOR_CACHE_DIR points: run twice on one directory to time a warm start.
@@ -29,14 +32,16 @@ import torch
 from common import environment
 
 REF_FRAMES, FRAMES = 469, 1406
-KINDS = (  # first match wins: cuDNN's convolution kernels are also "xmma"/"gemm" kernels
-    ("convolution", r"conv|fprop|dgrad|depthwise"),
+KINDS = (  # first match wins: cuDNN's attention kernels say "fprop", its convolutions "xmma"/"gemm"
+    ("ours (Triton)", r"_conv_mish_kernel|_rotate_kernel|_residual_norm_kernel"),
     ("attention", r"fmha|flash|attention|sdpa|softmax"),
+    ("convolution", r"conv|fprop|dgrad|depthwise|nhwcSlice"),
+    ("rotation (complex product)", r"^mul_kernel_kernel$"),
     ("matmul", r"gemm|nvjet|cutlass|xmma|sm90_|sm80_"),
     ("layer_norm", r"layer_norm|layernorm"),
     ("triton (compiled)", r"^triton_"),
     ("copy / cat", r"copy|cat_|CatArray"),
-    ("reduction", r"reduce"),
+    ("reduction", r"reduce|norm"),
     ("elementwise", r"elementwise|vectorized|unrolled|pointwise"),
 )
 
@@ -105,6 +110,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--batches", default="1,8")
     parser.add_argument("--compile", default="", help="comma-separated: static, dynamic")
+    parser.add_argument("--kernels", action="store_true", help="also with the Triton kernels on")
     parser.add_argument("--model", default="F5TTS_v1_Base", help="tiny-random with --device cpu: a smoke run")
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--json")
@@ -149,8 +155,12 @@ def main() -> int:
             graph.time.fill_(0.5), graph.dt.fill_(0.0)  # dt 0: replays leave x as it is
         return graph, made
 
+    made_inputs = {}
+
     def eager_velocity(batch):
-        x, cond, text_cond, text_uncond = inputs(batch)
+        if batch not in made_inputs:
+            made_inputs[batch] = inputs(batch)
+        x, cond, text_cond, text_uncond = made_inputs[batch]
         t = torch.tensor(0.5, device=device, dtype=dtype)
         with torch.inference_mode():
             return sampler_module.velocity(dit, x, cond, text_cond, text_uncond, t, None, config.cfg_strength)
@@ -169,6 +179,45 @@ def main() -> int:
         out["batches"][batch] = row
         print("batch", batch, {k: v for k, v in row.items() if k != "profile"},
               {k: v for k, v in row["profile"].items() if k not in ("top", "top_cpu_ops")}, flush=True)
+
+    if args.kernels:
+        from f5_worker.engine.nn import kernels
+
+        row = {}
+        began = time.perf_counter()
+        dit.use_kernels(True)
+        row["use_kernels_s"] = round(time.perf_counter() - began, 2)
+        for batch in batches:
+            began = time.perf_counter()
+            got = eager_velocity(batch)
+            common.sync(device)
+            entry = {"first_call_s": round(time.perf_counter() - began, 2),
+                     "max_rel_diff": float((got.float() - reference[batch].float()).abs().max()
+                                           / reference[batch].float().abs().max()),
+                     "mean_rel_diff": float((got.float() - reference[batch].float()).abs().mean()
+                                            / reference[batch].float().abs().mean())}
+            if cuda:
+                sampler = Sampler(model)
+                graph, made = graph_for(sampler, batch)
+                entry["graph_made_s"] = round(made, 2)
+                entry["graph_step_ms"] = replay_ms(graph.graph)
+                del graph, sampler
+                x = made_inputs[batch][0].new_empty(2 * batch, FRAMES, dit.dim).normal_()
+                layer = dit.input_embed.conv_pos_embed.conv1d[0]
+                entry["conv_ms"] = {}
+                for block_s in (32, 64, 128):
+                    for warps in (4, 8):
+                        run = lambda: kernels.conv_mish(x, dit.input_embed.conv_pos_embed.kernel_weights[0],  # noqa: E731
+                                                        layer.bias, block_s=block_s, num_warps=warps)
+                        entry["conv_ms"][f"{block_s}x{warps}"] = round(common.timed(run, 20, device)[0] * 1000, 4)
+                cudnn = lambda: layer(x.transpose(1, 2))  # noqa: E731  F5-TTS's layout, for scale
+                entry["conv_ms"]["cudnn_conv1d"] = round(common.timed(cudnn, 20, device)[0] * 1000, 4)
+            entry["profile"] = profile_step(lambda: eager_velocity(batch), cuda)
+            row[batch] = entry
+            print("kernels", batch, {k: v for k, v in entry.items() if k != "profile"},
+                  {k: v for k, v in entry["profile"].items() if k not in ("top", "top_cpu_ops")}, flush=True)
+        dit.use_kernels(False)
+        out["kernels"] = row
 
     vocoder = build_vocoder(args.model, ModelFiles(), device=device)
     mel = torch.randn(1, 100, FRAMES - REF_FRAMES, generator=generator).to(device)

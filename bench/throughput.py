@@ -59,6 +59,8 @@ def main() -> int:
     parser.add_argument("--batch-backend", default="sdpa", choices=("sdpa", "flash_attn"))
     parser.add_argument("--lengths", choices=("same", "mixed"), default="same")
     parser.add_argument("--no-graphs", action="store_true")
+    parser.add_argument("--kernels", choices=("triton", "pytorch"), default="triton",
+                        help="the engine's Triton kernels (compiled and checked first, as serving does) or PyTorch's only")
     parser.add_argument("--tune", action="store_true", help="let the engine measure its mixed-length policy first")
     parser.add_argument("--model", default="F5TTS_v1_Base", help="tiny-random with --device cpu: a smoke run")
     parser.add_argument("--device", default="cuda")
@@ -72,8 +74,10 @@ def main() -> int:
     levels = [int(v) for v in args.concurrency.split(",")]
     attention = AttentionChoice(args.single_backend, args.batch_backend, "--single-backend", "--batch-backend")
     engine = Engine(EngineConfig(model=args.model, files=ModelFiles(), attention=attention, max_batch=max(levels),
-                                 device=args.device, cuda_graphs=not args.no_graphs))
+                                 device=args.device, cuda_graphs=not args.no_graphs, kernels=args.kernels == "triton"))
     engine.warm_up()
+    kernels = engine.enable_kernels()
+    print("kernels:", kernels, flush=True)
     if args.tune:  # the mixed-length policy (and graphs) as a start measures them, then no more background work
         engine.start_background()
         while engine.pending:
@@ -84,7 +88,7 @@ def main() -> int:
     out: dict = {"gpu": torch.cuda.get_device_name() if cuda else "cpu", "torch": torch.__version__, "model": args.model,
                  "weights": "random", "nfe": args.nfe, "ref_s": REF_S, "lengths": args.lengths,
                  "single_backend": args.single_backend, "batch_backend": args.batch_backend,
-                 "cuda_graphs": not args.no_graphs, "mixed_lengths": engine.mixed_policy,
+                 "cuda_graphs": not args.no_graphs, "kernels": kernels, "mixed_lengths": engine.mixed_policy,
                  "frame_bucket": engine.frame_bucket, "levels": {}}
 
     def synth(seed: int, seconds: float = 10.0) -> tuple[float, float]:

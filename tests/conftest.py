@@ -6,7 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from f5_worker.settings import Settings
+# The engine's Triton kernels run in Triton's interpreter here (CI has no GPU). Triton reads this when a
+# kernel is defined, so it is set before anything imports them.
+os.environ.setdefault("TRITON_INTERPRET", "1")
+
+from f5_worker.settings import Settings  # noqa: E402
 
 
 @pytest.fixture

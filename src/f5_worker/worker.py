@@ -7,6 +7,7 @@ install an earlier start published and verified) and a default batch size. What 
 makes the worker faster finishes afterwards and is switched in between batches:
 
 - ``flash_attn``: finding, fetching and verifying a wheel on a new volume (a thread);
+- ``kernels``: compiling the engine's Triton kernels and checking them on the GPU (a thread);
 - ``tuning`` and ``graphs``: measuring the batch size and capturing step graphs (the
   engine's GPU thread, whenever no request waits).
 
@@ -16,6 +17,7 @@ makes the worker faster finishes afterwards and is switched in between batches:
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -137,6 +139,9 @@ class Worker:
         self._loaded.set()
         if warm_up:
             report.seconds["warm_up"] = engine.warm_up()
+            # Triton keeps what it compiles (keyed by kernel source, GPU, Triton version) on the volume:
+            # the engine's kernels compile once per kind of machine, and later starts load them.
+            os.environ.setdefault("TRITON_CACHE_DIR", str(self.settings.root / "cache" / "triton"))
             engine.start_background(self.tuning_dir)
         self.state = "ready"
         if transcriber is not None and settings.asr_preload:

@@ -233,3 +233,49 @@ def test_prewarm_prepares_lengths_nearest_a_typical_request_first(monkeypatch):
     assert [abs(f - 1408) for f in seen] == sorted(abs(f - 1408) for f in seen)
     assert bucketed.pending == ()
     bucketed.close()
+
+
+class TestKernels:
+    """The switch to the Triton kernels (CUDA only; here in Triton's interpreter, which conftest.py turns on)."""
+
+    @staticmethod
+    def undecided():
+        from f5_worker.engine.engine import Engine, EngineConfig
+
+        engine = Engine(EngineConfig(model="tiny-random", device="cpu"))  # its own: tiny_engine() is shared
+        assert engine.kernels == "pytorch: no CUDA GPU"
+        engine._kernels_decided = False  # as on a GPU, where the engine starts undecided
+        return engine
+
+    def test_a_checked_switch_keeps_the_audio(self):
+        engine = self.undecided()
+        voice = engine.reference(tone(0.5), "A voice.")  # short: the interpreter runs each kernel instance in Python
+        before = engine.synthesize(voice, "Hi there.", SynthesisParams(seed=3, nfe_step=2))
+        assert engine.enable_kernels() == "triton" and engine.info()["kernels"] == "triton"
+        after = engine.synthesize(voice, "Hi there.", SynthesisParams(seed=3, nfe_step=2))
+        np.testing.assert_allclose(after, before, atol=1e-4)
+        engine.close()
+
+    def test_a_failed_check_keeps_pytorch_and_says_why(self, monkeypatch):
+        from f5_worker.engine.nn import kernels
+
+        def mismatch(dit):
+            raise kernels.KernelMismatch("rotate_qk_ differs by 0.5 (tolerance 0.01)")
+
+        monkeypatch.setattr(kernels, "check", mismatch)
+        engine = self.undecided()
+        assert engine.enable_kernels() == "pytorch: KernelMismatch: rotate_qk_ differs by 0.5 (tolerance 0.01)"
+        assert engine.model.transformer._kernels is None
+        voice = engine.reference(tone(0.5), "A voice.")
+        assert len(engine.synthesize(voice, "Still speaking.", SynthesisParams(seed=1, nfe_step=2))) > 0
+        engine.close()
+
+    def test_background_work_starts_with_the_kernels(self):
+        engine = self.undecided()
+        engine.start_background()
+        for _ in range(3000):
+            if engine.batcher.idle is None:
+                break
+            threading.Event().wait(0.01)
+        assert engine.kernels == "triton" and engine.pending == ()
+        engine.close()

@@ -1,14 +1,14 @@
 """The Triton kernels (``engine.nn.kernels``) against the eager modules they replace, in Triton's interpreter.
 
-On the CPU, Triton's interpreter runs the kernels' own code (``TRITON_INTERPRET=1``, read when a kernel is
-defined: the module is reloaded under it), in float32, at sizes where the position convolution has 16
+On the CPU, Triton's interpreter runs the kernels' own code (``TRITON_INTERPRET=1``, which ``conftest.py``
+sets for the whole session), in float32, at sizes where the position convolution has 16
 channels per group (the smallest ``tl.dot`` takes; F5-TTS's models have 64). On the GPU, the same kernels
 are checked in fp16 by the engine before it uses them and by ``bench/step_profile.py``.
 """
 
 from __future__ import annotations
 
-import importlib
+import os
 
 import pytest
 import torch
@@ -24,12 +24,10 @@ ARCH = DiTArch(dim=256, depth=2, heads=4, dim_head=64, ff_mult=2, text_dim=32, c
 
 @pytest.fixture(scope="module")
 def kernels():
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("TRITON_INTERPRET", "1")
-        from f5_worker.engine.nn import kernels
+    assert os.environ.get("TRITON_INTERPRET") == "1", "conftest.py runs the kernels in Triton's interpreter"
+    from f5_worker.engine.nn import kernels
 
-        yield importlib.reload(kernels)
-    importlib.reload(kernels)
+    return kernels
 
 
 def randn(*shape, seed=0):
@@ -50,7 +48,7 @@ def dit():
 
 def test_position_convolution_equals_cudnn_layout(kernels, dit):
     conv = dit.input_embed.conv_pos_embed
-    x = randn(1, 130, ARCH.dim)  # three blocks of 64 frames, the last one ragged
+    x = randn(1, 70, ARCH.dim)  # two blocks of 64 frames, the second one ragged
     with torch.inference_mode():
         expected = conv(x) + x
         dit.use_kernels(True)
@@ -116,3 +114,14 @@ def test_velocity_with_kernels_equals_without(kernels, dit, masked):
     assert expected.abs().mean() > 0.1
     torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
     torch.testing.assert_close(per_request, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_check_compares_every_kernel_with_pytorch(kernels, dit):
+    report = kernels.check(dit)
+    assert set(report) == {"residual_norm", "rotate_qk_", "conv_mish"} and max(report.values()) < 1e-4
+
+
+def test_check_names_the_kernel_that_differs(kernels, dit, monkeypatch):
+    monkeypatch.setattr(kernels, "rotate_qk_", lambda qkv, rope, rotated_heads: qkv)  # turns nothing
+    with pytest.raises(kernels.KernelMismatch, match=r"^rotate_qk_ differs by .* \(tolerance 0.01\)$"):
+        kernels.check(dit)

@@ -14,10 +14,11 @@ from __future__ import annotations
 import hashlib
 import logging
 import random
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import CancelledError, Future, TimeoutError
+from concurrent.futures import CancelledError, Future, TimeoutError, wait
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -61,6 +62,9 @@ class EngineConfig:
     batch_window_s: float = 0.005  # how long a lone chunk waits for company
     max_batch_frames: int = 64 * 2048  # frames sampled together at most (bounds memory)
     cuda_graphs: bool = True
+    # On CUDA, compile the Triton kernels (``nn.kernels``) in the background, check them against PyTorch's
+    # and switch to them; False: PyTorch's kernels only (benchmarks compare the two).
+    kernels: bool = True
     # Generated lengths are rounded up to a multiple of this many frames (16: 0.17 s), so requests share
     # CUDA graphs and batch as equal lengths; 0: 16 where CUDA graphs are used, else 1 (F5-TTS's exact estimate).
     frame_bucket: int = 0
@@ -158,6 +162,11 @@ class Engine:
         self.pending: tuple[str, ...] = ()  # names of the background tasks not finished yet
         self.mixed_policy = "equal-length groups" if self.sampler.split_mixed else "masked batches"
         self.frame_bucket = config.frame_bucket or (16 if self.sampler.cuda_graphs else 1)
+        # "pytorch" until the Triton kernels are compiled and checked in the background, then "triton";
+        # "pytorch: <why>" when they are not used.
+        self._kernels_decided = not (config.kernels and self.device.startswith("cuda"))
+        self.kernels = ("pytorch" if not self._kernels_decided else
+                        "pytorch: kernels off (EngineConfig)" if not config.kernels else "pytorch: no CUDA GPU")
         self.load_seconds = round(time.monotonic() - started, 3)
         event(log, "engine loaded", phase="engine.load", model=config.model, device=self.device,
               dtype=str(self.dtype), attention=str(config.attention), max_batch=self.batcher.max_batch,
@@ -177,6 +186,7 @@ class Engine:
             "max_batch": self.batcher.max_batch,
             "max_batch_why": self.batch_choice.why,
             "mixed_lengths": self.mixed_policy,
+            "kernels": self.kernels,
             "frame_bucket": self.frame_bucket,
             "sample_rate": SAMPLE_RATE,
             "load_seconds": self.load_seconds,
@@ -315,13 +325,10 @@ class Engine:
         most for the one measurement or capture under way. Call from any thread but the batcher's.
         """
         tasks: list[tuple[str, Iterator]] = []
+        if not self._kernels_decided:  # first: the step times tuning measures depend on the kernels
+            tasks.append(("kernels", self._enable_kernels()))
         if self.device.startswith("cuda"):
-            path = cache_dir / f"{self._tuning_key()}.json" if cache_dir else None
-            record = TuningRecord.load(path) if path else None
-            if record is not None:
-                self.batcher.call(lambda: self._apply_tuning(record, reused=True))
-            else:
-                tasks.append(("tuning", self._tune(path)))
+            tasks.append(("tuning", self._tune(cache_dir)))
         if self.sampler.cuda_graphs:
             tasks.append(("graphs", self._prewarm()))
 
@@ -362,6 +369,57 @@ class Engine:
             self.pending = tuple(n for n, _ in self._background)
         return False
 
+    def enable_kernels(self) -> str:
+        """Compile, check and switch to the Triton kernels now, and say which kernels run (benchmarks; a
+        serving worker does this in the background, ``start_background``)."""
+        if not self._kernels_decided:
+            future = self._check_kernels()
+            wait([future])
+            self.batcher.call(lambda: self._use_kernels(future))
+        return self.kernels
+
+    def _enable_kernels(self) -> Iterator[None]:
+        future = self._check_kernels()
+        while not future.done():
+            yield  # a request that arrives meanwhile is served with PyTorch's kernels
+            wait([future], timeout=0.02)
+        self._use_kernels(future)
+
+    def _check_kernels(self) -> Future:
+        """``kernels.check`` (compiles each kernel, compares it with PyTorch's computation) on a thread of its own."""
+        future: Future = Future()
+        future.started = time.monotonic()
+
+        def compile_and_check():
+            try:
+                if self.device.startswith("cuda"):
+                    torch.cuda.set_device(self.device)
+                from .nn import kernels
+
+                future.set_result(kernels.check(self.model.transformer))
+            except BaseException as exc:  # noqa: BLE001  reported by _use_kernels, on the GPU thread
+                future.set_exception(exc)
+
+        threading.Thread(target=compile_and_check, name="f5-worker-kernels", daemon=True).start()
+        return future
+
+    def _use_kernels(self, checked: Future) -> None:
+        """On the GPU thread, between batches: the checked kernels from the next batch on, or why not."""
+        self._kernels_decided = True
+        took = round((time.monotonic() - checked.started) * 1000, 1)
+        try:
+            differences = checked.result()
+        except Exception as exc:  # noqa: BLE001  no Triton, no compiler, a mismatch: serve on PyTorch's kernels
+            self.kernels = f"pytorch: {type(exc).__name__}: {str(exc)[:300]}"
+            event(log, "kernels not used", phase="engine.kernels", why=self.kernels, duration_ms=took,
+                  level=logging.WARNING)
+            return
+        self.model.transformer.use_kernels(True)
+        self.sampler.forget_graphs()  # they replay the kernels they captured
+        self.kernels = "triton"
+        event(log, "kernels in use", phase="engine.kernels", duration_ms=took,
+              max_rel_diff={name: float(f"{diff:.3g}") for name, diff in differences.items()})
+
     def _tuning_key(self) -> str:
         from .. import __version__
 
@@ -369,10 +427,16 @@ class Engine:
                           memory=torch.cuda.get_device_properties(self.device).total_memory,
                           torch=torch.__version__, worker=__version__, model=self.config.model,
                           single=self.attention.single, batch=self.attention.batch,
-                          graphs=self.sampler.cuda_graphs, bucket=self.frame_bucket)
+                          graphs=self.sampler.cuda_graphs, bucket=self.frame_bucket, kernels=self.kernels)
 
-    def _tune(self, path: Path | None) -> Iterator[None]:
-        """Measure how to run requests of different lengths, and (max_batch auto) how many to batch."""
+    def _tune(self, cache_dir: Path | None) -> Iterator[None]:
+        """What an earlier start measured on this kind of machine, or (none kept) measure how to run requests
+        of different lengths and (max_batch auto) how many to batch."""
+        path = cache_dir / f"{self._tuning_key()}.json" if cache_dir else None
+        record = TuningRecord.load(path) if path else None
+        if record is not None:
+            self._apply_tuning(record, reused=True)
+            return
         started = time.monotonic()
         cond, text = stand_in_inputs(self.model.num_channels, self.device, self.dtype)
         policy = yield from choose_mixed_policy(self.sampler, cond, text)

@@ -176,6 +176,11 @@ class Sampler:
         "flash_attn"). The step graphs captured with the old kernels are dropped: a graph replays the
         kernels it recorded, whatever the modules are set to now."""
         self._set(backends)
+        self.forget_graphs()
+
+    def forget_graphs(self) -> None:
+        """Drop every captured step graph: a graph replays the kernels it recorded, so after the model's
+        kernels change (attention backend, ``DiT.use_kernels``) each shape is captured again."""
         self._graphs.clear()
 
     def _set(self, backends: Mapping[str, str]) -> None:

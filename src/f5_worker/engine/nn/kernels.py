@@ -22,20 +22,22 @@ holds them equal to the eager modules.
 
 from __future__ import annotations
 
+from contextlib import nullcontext
+
 import torch
 import triton
 import triton.language as tl
 
-__all__ = ["conv_mish", "conv_weight_for_kernel", "rotate_qk_", "residual_norm"]
+__all__ = ["conv_mish", "conv_weight_for_kernel", "rotate_qk_", "residual_norm", "check", "KernelMismatch",
+           "TOLERANCE"]
+
+# Largest relative difference (max |kernel - PyTorch| / max |PyTorch|) accepted by ``check``: fp16 rounding
+# differences are ~1e-3; a wrong index or a miscompiled kernel is of the order of 1.
+TOLERANCE = 1e-2
 
 
-@triton.jit
-def _mish(x):
-    # x * tanh(softplus(x)) as a ratio of exponentials: with n = e^x, tanh(log(1 + n)) = (n² + 2n) / (n² + 2n + 2).
-    # PyTorch's softplus is the identity above 20, where the ratio is 1 in float32 as well.
-    n = tl.exp(tl.minimum(x, 20.0))
-    p = n * (n + 2.0)
-    return x * p / (p + 2.0)
+class KernelMismatch(RuntimeError):
+    """A kernel's output differs from PyTorch's computation of the same thing on this GPU."""
 
 
 @triton.jit
@@ -55,7 +57,11 @@ def _conv_mish_kernel(x_ptr, w_ptr, b_ptr, res_ptr, out_ptr, frames,
         w = tl.load(w_ptr + ((group * TAPS + tap) * GROUP + chans[:, None]) * GROUP + chans[None, :])
         acc += tl.dot(x, w, out_dtype=tl.float32)
     acc += tl.load(b_ptr + group * GROUP + chans).to(tl.float32)[None, :]
-    acc = _mish(acc)
+    # Mish, x * tanh(softplus(x)), as a ratio of exponentials: with n = e^x, tanh(log(1 + n)) = (n² + 2n) / (n² + 2n + 2).
+    # PyTorch's softplus is the identity above 20, where the ratio is 1 in float32 as well.
+    n = tl.exp(tl.minimum(acc, 20.0))
+    p = n * (n + 2.0)
+    acc = acc * p / (p + 2.0)
     offsets = base + rows[:, None] * CHANNELS + chans[None, :]
     keep = (rows < frames)[:, None]
     if RESIDUAL:
@@ -71,7 +77,7 @@ def conv_weight_for_kernel(weight: torch.Tensor, groups: int) -> torch.Tensor:
 
 
 def conv_mish(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, residual: torch.Tensor | None = None,
-              block_s: int = 64) -> torch.Tensor:
+              block_s: int = 64, num_warps: int = 4) -> torch.Tensor:
     """Mish(grouped_conv1d(x) + bias) [+ residual] over x (batch, frames, channels), 'same' zero padding.
 
     ``weight`` from ``conv_weight_for_kernel``: (groups, taps, channels / groups, channels / groups).
@@ -84,27 +90,28 @@ def conv_mish(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, residua
     assert res.is_contiguous() and res.shape == x.shape
     grid = (triton.cdiv(frames, block_s), groups, batch)
     _conv_mish_kernel[grid](x, weight, bias, res, out, frames, CHANNELS=channels, GROUP=group, TAPS=taps,
-                            BLOCK_S=block_s, RESIDUAL=residual is not None)
+                            BLOCK_S=block_s, RESIDUAL=residual is not None, num_warps=num_warps)
     return out
 
 
 @triton.jit
-def _rotate_kernel(qkv_ptr, rope_ptr, seq_len, ROW: tl.constexpr, HEADS: tl.constexpr, PAIRS: tl.constexpr,
+def _rotate_kernel(qkv_ptr, rope_ptr, seq_len, ROW: tl.constexpr, HEADS: tl.constexpr, DIM_HEAD: tl.constexpr,
                    ROTATED: tl.constexpr, BLOCK_H: tl.constexpr):
-    # qkv rows of (3, heads, dim_head); rope (seq, pairs, 2): cos, sin. Pair p of a head is channels 2p, 2p + 1.
+    # One row of qkv: (3, heads, dim_head); rope (seq, dim_head / 2, 2): cos, sin. Channels 2p and 2p + 1 are
+    # pair p, a complex number: each is read whole (coalesced) along with its partner (channel ^ 1).
     row = tl.program_id(0)
     pos = row % seq_len
-    heads = tl.arange(0, BLOCK_H)
-    pairs = tl.arange(0, PAIRS)
-    cos = tl.load(rope_ptr + (pos * PAIRS + pairs) * 2).to(tl.float32)[None, :]
-    sin = tl.load(rope_ptr + (pos * PAIRS + pairs) * 2 + 1).to(tl.float32)[None, :]
-    keep = (heads < ROTATED)[:, None]  # F5TTS_Base turns only its first head(s)
+    heads = tl.arange(0, BLOCK_H)[:, None]
+    cols = tl.arange(0, DIM_HEAD)[None, :]
+    angle = rope_ptr + (pos * (DIM_HEAD // 2) + cols // 2) * 2
+    cos = tl.load(angle).to(tl.float32)
+    sin = tl.load(angle + 1).to(tl.float32) * tl.where(cols % 2 == 0, -1.0, 1.0)
+    keep = heads < ROTATED  # F5TTS_Base turns only its first head(s)
     for which in range(2):  # q, then k
-        offs = row * ROW + which * HEADS * PAIRS * 2 + heads[:, None] * PAIRS * 2 + pairs[None, :] * 2
-        re = tl.load(qkv_ptr + offs, mask=keep).to(tl.float32)
-        im = tl.load(qkv_ptr + offs + 1, mask=keep).to(tl.float32)
-        tl.store(qkv_ptr + offs, (re * cos - im * sin).to(qkv_ptr.dtype.element_ty), mask=keep)
-        tl.store(qkv_ptr + offs + 1, (re * sin + im * cos).to(qkv_ptr.dtype.element_ty), mask=keep)
+        base = qkv_ptr + row * ROW + which * HEADS * DIM_HEAD + heads * DIM_HEAD
+        x = tl.load(base + cols, mask=keep).to(tl.float32)
+        partner = tl.load(base + (cols ^ 1), mask=keep).to(tl.float32)
+        tl.store(base + cols, (x * cos + partner * sin).to(qkv_ptr.dtype.element_ty), mask=keep)
 
 
 def rotate_qk_(qkv: torch.Tensor, rope: torch.Tensor, rotated_heads: int | None = None) -> torch.Tensor:
@@ -115,7 +122,7 @@ def rotate_qk_(qkv: torch.Tensor, rope: torch.Tensor, rotated_heads: int | None 
     rope_real = torch.view_as_real(rope).contiguous()
     rotated = heads if rotated_heads is None else rotated_heads
     _rotate_kernel[(batch * seq_len,)](qkv, rope_real, seq_len, ROW=3 * heads * dim_head, HEADS=heads,
-                                       PAIRS=dim_head // 2, ROTATED=rotated, BLOCK_H=triton.next_power_of_2(heads))
+                                       DIM_HEAD=dim_head, ROTATED=rotated, BLOCK_H=triton.next_power_of_2(heads))
     return qkv
 
 
@@ -157,3 +164,68 @@ def residual_norm(x: torch.Tensor, y: torch.Tensor | None, gate: torch.Tensor | 
                                    shift.contiguous(), scale.contiguous(), out, eps, DIM=dim,
                                    BLOCK=triton.next_power_of_2(dim), RESIDUAL=y is not None)
     return out
+
+
+def _relative(got: torch.Tensor, expected: torch.Tensor) -> float:
+    return float((got.float() - expected.float()).abs().max() / expected.float().abs().max().clamp_min(1e-12))
+
+
+def check(dit, tolerance: float = TOLERANCE) -> dict[str, float]:
+    """Compile every kernel ``dit`` would call and compare each with PyTorch's own computation, on dit's device.
+
+    Runs on a stream of its own and changes nothing in ``dit`` (another thread may be serving with it).
+    Both integer specialisations Triton makes of a length (a multiple of 16 or not) are compiled. Returns
+    each kernel's largest relative difference; raises ``KernelMismatch`` above ``tolerance``.
+    """
+    from .dit import conv_position_embedding, modulate
+    from .rotary import rotate
+
+    param = next(dit.parameters())
+    device, dtype = param.device, param.dtype
+    generator = torch.Generator(device=device).manual_seed(0)
+
+    def randn(*shape):
+        return torch.randn(*shape, device=device, dtype=dtype, generator=generator)
+
+    attn = dit.transformer_blocks[0].attn
+    conv = dit.input_embed.conv_pos_embed
+    layers = [layer for layer in conv.conv1d if isinstance(layer, torch.nn.Conv1d)]
+    group = layers[0].in_channels // layers[0].groups
+    worst: dict[str, float] = {}
+
+    def note(name: str, got: torch.Tensor, expected: torch.Tensor) -> None:
+        worst[name] = max(worst.get(name, 0.0), _relative(got, expected))
+
+    stream = torch.cuda.Stream(device) if device.type == "cuda" else None
+    with torch.inference_mode(), (torch.cuda.stream(stream) if stream is not None else nullcontext()):
+        for frames in (16, 24):
+            x, y = randn(2, frames, dit.dim), randn(2, frames, dit.dim)
+            gate, shift, scale = randn(dit.dim), randn(dit.dim), 0.3 * randn(dit.dim)
+            expected_x = torch.addcmul(x, gate, y)
+            got = residual_norm(x, y, gate, shift, scale)
+            note("residual_norm", got, modulate(expected_x, shift[None, None], scale[None, None]))
+            note("residual_norm", residual_norm(x, None, None, shift, scale),
+                 modulate(x, shift[None, None], scale[None, None]))
+
+            qkv = randn(2, frames, 3, attn.heads, attn.dim_head)
+            rope = dit.rotary_embed.angles(frames, dtype)
+            qk = qkv[:, :, :2]
+            if attn.pe_attn_head is None:
+                expected = rotate(qk, rope)
+            else:
+                pn = attn.pe_attn_head
+                expected = torch.cat((rotate(qk[:, :, :, :pn], rope), qk[:, :, :, pn:]), dim=3)
+            note("rotate_qk_", rotate_qk_(qkv, rope, attn.pe_attn_head)[:, :, :2], expected)
+
+            if group >= 16:
+                h = randn(1, frames, dit.dim)
+                weights = [conv_weight_for_kernel(layer.weight, layer.groups) for layer in layers]
+                got = conv_mish(conv_mish(h, weights[0], layers[0].bias), weights[1], layers[1].bias, residual=h)
+                note("conv_mish", got, conv_position_embedding(conv, h) + h)
+    if stream is not None:
+        stream.synchronize()
+    bad = {name: diff for name, diff in worst.items() if not diff <= tolerance}
+    if bad:
+        raise KernelMismatch(", ".join(f"{name} differs by {diff:.3g} (tolerance {tolerance:g})"
+                                       for name, diff in bad.items()))
+    return worst
