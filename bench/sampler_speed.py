@@ -12,7 +12,8 @@ reference + 10 s to generate (1406 frames). Sampler only (no vocoder). Median of
 - single: eager vs CUDA graph (graph capture for a new length timed separately), per attention backend;
 - same_length_batch B: B requests of 1406 frames, unmasked, CUDA graph;
 - mixed16: 16 requests of 3-15 s, masked, per attention backend (--mixed N: N requests);
-- with --compile: the same with the velocity function under torch.compile (inductor).
+- with --compile: the same with the velocity function under torch.compile (inductor);
+- with --kernels: the same with the engine's Triton kernels (``DiT.use_kernels``), numerics included.
 flash-attn runs where it imports (on the GPU machine: `source bench/gpu_env.sh flash`). On the CPU there are
 no CUDA graphs: the "graph" rows run eagerly.
 """
@@ -35,6 +36,7 @@ REF_FRAMES, FRAMES = 469, 1406
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--compile", action="store_true")
+    parser.add_argument("--kernels", action="store_true", help="the engine's Triton kernels (checked first)")
     parser.add_argument("--batches", default="1,2,4,8,16,32,64")
     parser.add_argument("--cudnn-benchmark", action="store_true")
     parser.add_argument("--no-numerics", action="store_true", help="skip the comparison with F5-TTS's CFM.sample")
@@ -63,11 +65,17 @@ def main() -> int:
         return time.perf_counter() - began
 
     torch.backends.cudnn.benchmark = args.cudnn_benchmark
-    out: dict = {**environment(device, args.model), "compile": args.compile, "cudnn_benchmark": args.cudnn_benchmark,
+    out: dict = {**environment(device, args.model), "compile": args.compile, "kernels": args.kernels,
+                 "cudnn_benchmark": args.cudnn_benchmark,
                  "nfe": args.nfe, "frames": FRAMES, "ref_frames": REF_FRAMES, "runs": runs}
     backends = ["torch"] + (["flash_attn"] if flash_attn_available() else [])
     model = build_model(args.model, ModelFiles(), device=device)
     dtype = next(model.parameters()).dtype
+    if args.kernels:
+        from f5_worker.engine.nn import kernels
+
+        out["kernels_check"] = kernels.check(model.transformer)
+        model.transformer.use_kernels(True)
     config = SamplingConfig(steps=args.nfe)
     generator = torch.Generator().manual_seed(0)
     cond = torch.randn(REF_FRAMES, 100, generator=generator).to(device=device, dtype=dtype)

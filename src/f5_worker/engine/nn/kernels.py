@@ -77,7 +77,7 @@ def conv_weight_for_kernel(weight: torch.Tensor, groups: int) -> torch.Tensor:
 
 
 def conv_mish(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, residual: torch.Tensor | None = None,
-              block_s: int = 64, num_warps: int = 4) -> torch.Tensor:
+              block_s: int = 128, num_warps: int = 4) -> torch.Tensor:
     """Mish(grouped_conv1d(x) + bias) [+ residual] over x (batch, frames, channels), 'same' zero padding.
 
     ``weight`` from ``conv_weight_for_kernel``: (groups, taps, channels / groups, channels / groups).
