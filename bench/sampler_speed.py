@@ -8,7 +8,8 @@ F5TTS_v1_Base size, random weights, the serving dtype (fp16 on the GPU), NFE 32,
 reference + 10 s to generate (1406 frames). Sampler only (no vocoder). Median of --runs (5) after 2 warm-ups.
 - numerics: mean relative difference of the generated mel from F5-TTS's own CFM.sample with SDPA (the same
   weights through tests/lib/support/f5_reference.py's cfm_like, same seed), F5-TTS's own flash-attn path
-  against its SDPA path as the yardstick of fp16 rounding (--no-numerics: skip, F5-TTS not needed);
+  against its SDPA path as the yardstick of fp16 rounding, and both against F5-TTS in float32, averaged
+  over --numerics-seeds requests (--no-numerics: skip, F5-TTS not needed);
 - single: eager vs CUDA graph (graph capture for a new length timed separately), per attention backend;
 - same_length_batch B: B requests of 1406 frames, unmasked, CUDA graph;
 - mixed16: 16 requests of 3-15 s, masked, per attention backend (--mixed N: N requests);
@@ -40,6 +41,7 @@ def main() -> int:
     parser.add_argument("--batches", default="1,2,4,8,16,32,64")
     parser.add_argument("--cudnn-benchmark", action="store_true")
     parser.add_argument("--no-numerics", action="store_true", help="skip the comparison with F5-TTS's CFM.sample")
+    parser.add_argument("--numerics-seeds", type=int, default=4, help="requests (seeds) the comparison averages over")
     parser.add_argument("--model", default="F5TTS_v1_Base", help="tiny-random with --device cpu: a smoke run")
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--nfe", type=int, default=32)
@@ -90,22 +92,31 @@ def main() -> int:
         f5 = f5_reference()
         cfm = f5.cfm_like(model)
 
-        def stock(backend):
+        def stock(backend, seed):
             for block in cfm.transformer.transformer_blocks:
                 block.attn.processor.attn_backend = backend
             with torch.inference_mode():
-                mel, _ = cfm.sample(cond=cond[None], text=text[None].to(device), duration=FRAMES, steps=args.nfe,
-                                    cfg_strength=config.cfg_strength, sway_sampling_coef=config.sway_sampling_coef,
-                                    seed=0)
-            return mel[0, REF_FRAMES:]
+                mel, _ = cfm.sample(cond=cond[None].to(next(cfm.parameters()).dtype), text=text[None].to(device),
+                                    duration=FRAMES, steps=args.nfe, cfg_strength=config.cfg_strength,
+                                    sway_sampling_coef=config.sway_sampling_coef, seed=seed)
+            return mel[0, REF_FRAMES:].float()
 
-        stock_sdpa = stock("torch")
-        numerics = {}
+        # Over several seeds: one request's difference is one draw of how fp16 rounding grows over 32 steps.
+        seeds = range(args.numerics_seeds)
+        stock_sdpa = [stock("torch", seed) for seed in seeds]
+        ours = [Sampler(model).sample([SampleRequest(cond, text, FRAMES, seed=seed)], config)[0][REF_FRAMES:].float()
+                for seed in seeds]
+        diffs = {"ours_vs_f5_sdpa": [mean_rel_diff(o, r) for o, r in zip(ours, stock_sdpa)]}
         if "flash_attn" in backends:
-            numerics["f5_flash_vs_f5_sdpa"] = float(f"{mean_rel_diff(stock('flash_attn'), stock_sdpa):.3g}")
-        ours = Sampler(model).sample(requests(1), config)[0][REF_FRAMES:]
-        numerics["ours_vs_f5_sdpa"] = float(f"{mean_rel_diff(ours, stock_sdpa):.3g}")
+            diffs["f5_flash_vs_f5_sdpa"] = [mean_rel_diff(stock("flash_attn", seed), r) for seed, r in zip(seeds, stock_sdpa)]
+        if dtype != torch.float32:  # the same computation in float32: which fp16 path stays nearer to it
+            cfm.float()
+            exact = [stock("torch", seed) for seed in seeds]
+            diffs["ours_vs_f5_fp32"] = [mean_rel_diff(o, e) for o, e in zip(ours, exact)]
+            diffs["f5_sdpa_vs_f5_fp32"] = [mean_rel_diff(r, e) for r, e in zip(stock_sdpa, exact)]
+        numerics = {name: float(f"{statistics.mean(values):.3g}") for name, values in diffs.items()}
         out["numerics_mean_rel_diff"] = numerics
+        out["numerics_per_seed"] = {name: [float(f"{v:.3g}") for v in values] for name, values in diffs.items()}
         print("numerics", numerics, flush=True)
         del cfm, stock_sdpa, ours
         gc.collect()

@@ -104,6 +104,27 @@ def main() -> int:
     out["single"] = {"latency_ms": round(latency * 1000, 1), "audio_s": round(audio_s, 2),
                      "rtf": round(latency / audio_s, 4)}
     print("single", out["single"], flush=True)
+    # Where one request's time goes outside the sampler: preparing the chunk (CPU), the batch on the GPU
+    # thread (reference mel, text embedding, sampling, vocoder, copy back), and the rest (hand-offs, window).
+    chunk = engine._prepare(voice, text_for(10.0), SynthesisParams(seed=0, nfe_step=args.nfe), seed=0)
+
+    def median_ms(fn, n=5):
+        fn()
+        return round(statistics.median(common_time(fn) for _ in range(n)) * 1000, 2)
+
+    def common_time(fn):
+        began = time.perf_counter()
+        fn()
+        if cuda:
+            torch.cuda.synchronize()
+        return time.perf_counter() - began
+
+    out["single_breakdown_ms"] = {
+        "prepare": median_ms(lambda: engine._prepare(voice, text_for(10.0), SynthesisParams(seed=0, nfe_step=args.nfe), 0)),
+        "batch_on_gpu_thread": median_ms(lambda: engine.batcher.call(lambda: engine._run_batch([chunk]))),
+        "whole_request": round(latency * 1000, 2),
+    }
+    print("single_breakdown_ms", out["single_breakdown_ms"], flush=True)
 
     for level in levels:
         engine.batcher.max_batch = level

@@ -242,7 +242,7 @@ class Engine:
         return _Chunk(audio, ids, frames, skip, reference.key, seed, gain, config)
 
     def _run_batch(self, chunks: list[_Chunk]) -> list[np.ndarray | BaseException]:
-        """On the batcher's thread: reference mels, one sampling call, then the vocoder per chunk."""
+        """On the batcher's thread: reference mels, one sampling call, then the vocoder."""
         with torch.inference_mode():
             mels_by_voice: dict[str, torch.Tensor] = {}
             requests = []
@@ -252,13 +252,22 @@ class Engine:
                     mels_by_voice[chunk.voice] = mel.to(self.dtype)
                 requests.append(SampleRequest(mels_by_voice[chunk.voice], chunk.text, chunk.frames, chunk.seed))
             mels = self.sampler.sample(requests, chunks[0].config)
-            outcomes: list[np.ndarray | BaseException] = []
-            for chunk, mel in zip(chunks, mels):
+            outcomes: list[np.ndarray | BaseException | None] = [None] * len(chunks)
+            # Chunks whose generated parts are equally long go through the vocoder together (one call, the
+            # same result per chunk: it is convolutional); usually a batch is one such group.
+            groups: dict[int, list[int]] = {}
+            for index, (chunk, mel) in enumerate(zip(chunks, mels)):
+                groups.setdefault(mel.shape[0] - chunk.skip, []).append(index)
+            for indices in groups.values():
                 try:
-                    wave = self.vocoder.decode(mel[chunk.skip:].float().T[None]) * chunk.gain
-                    outcomes.append(wave.squeeze().cpu().numpy().astype(np.float32).reshape(-1))
-                except Exception as exc:  # noqa: BLE001  this chunk fails, its neighbours do not
-                    outcomes.append(exc)
+                    generated = torch.stack([mels[i][chunks[i].skip:] for i in indices]).float().transpose(1, 2)
+                    gains = torch.tensor([chunks[i].gain for i in indices], device=generated.device)[:, None]
+                    waves = (self.vocoder.decode(generated) * gains).cpu().numpy().astype(np.float32)
+                    for row, index in enumerate(indices):
+                        outcomes[index] = waves[row].reshape(-1)
+                except Exception as exc:  # noqa: BLE001  these chunks fail, their neighbours do not
+                    for index in indices:
+                        outcomes[index] = exc
         return outcomes
 
     def _chunk_waves(self, reference: Reference, pieces: list[str], params: SynthesisParams, seed: int,
@@ -392,7 +401,7 @@ class Engine:
 
         def compile_and_check():
             try:
-                if self.device.startswith("cuda"):
+                if torch.device(self.device).index is not None:  # cuda:i: compile for (and check on) that GPU
                     torch.cuda.set_device(self.device)
                 from .nn import kernels
 

@@ -127,9 +127,10 @@ class _StepGraph:
     def run(self, x, cond, text_cond, text_uncond, t: torch.Tensor) -> torch.Tensor:
         self.x.copy_(x), self.cond.copy_(cond)
         self.text_cond.copy_(text_cond), self.text_uncond.copy_(text_uncond)
+        steps = t[1:] - t[:-1]
         for i in range(len(t) - 1):
             self.time.copy_(t[i])
-            self.dt.copy_(t[i + 1] - t[i])
+            self.dt.copy_(steps[i])
             self.graph.replay()
         return self.x.clone()
 
