@@ -59,6 +59,25 @@ def test_a_lone_job_waits_at_most_the_window_for_company():
     assert time.monotonic() - started < 2  # alone: ran after the window, not after a hang
 
 
+def test_jobs_arriving_one_after_another_keep_the_batch_open_up_to_four_windows():
+    """Clients answered by one batch come back staggered (each prepares under the GIL): one batch again."""
+    run = Recorder()
+    batcher = Batcher(run, max_batch=8, window_s=0.2)
+    futures = []
+    for i in range(4):  # 0.15 s apart: each inside the window the one before it opened, 0.45 s in all
+        futures.append(batcher.submit(i))
+        time.sleep(0.15)
+    assert [f.result(timeout=10) for f in futures] == [0, 10, 20, 30]
+    assert run.batches == [[0, 1, 2, 3]]  # with one fixed window: [[0, 1], [2, 3]]
+    run.batches.clear()
+    futures = []
+    for i in range(8):  # 0.15 s apart for 1.05 s: the batch closes at four windows (0.8 s)
+        futures.append(batcher.submit(i))
+        time.sleep(0.15)
+    [f.result(timeout=10) for f in futures]
+    assert len(run.batches[0]) < 8 and sorted(sum(run.batches, [])) == list(range(8))
+
+
 def test_batches_hold_at_most_max_batch_jobs_and_max_size():
     run = Recorder()
     batcher = Batcher(run, max_batch=3, window_s=0.0, max_size=100)

@@ -3,7 +3,10 @@
 Callers ``submit`` a job and wait on the returned ``Future``. One thread takes the oldest
 job, waits up to ``window_s`` for more that can share its batch (equal ``key``), and hands
 up to ``max_batch`` of them to ``run_batch``; whatever arrives while a batch runs forms the
-next one, so batches grow with load and a lone request waits at most the window.
+next one, so batches grow with load and a lone request waits at most the window. Each job that
+joins extends the wait by one window, up to ``WINDOWS_AT_MOST`` windows in all: clients answered
+together by one batch come back a few milliseconds apart (each prepares its next request under
+the GIL), and a fixed window would split them into two smaller batches that stay split.
 
 All GPU work happens on that one long-lived thread: CUDA graphs and per-thread library
 handles are made once, not per request.
@@ -34,6 +37,7 @@ from ..log import event, get_logger
 __all__ = ["Batcher", "BatchJob", "Closed"]
 
 log = get_logger("engine.batcher")
+WINDOWS_AT_MOST = 4  # how long a batch may keep gathering, in windows, while jobs keep joining it
 J = TypeVar("J")
 
 
@@ -139,9 +143,11 @@ class Batcher(Generic[J]):
             batch = [first]
             if first.key is _Call:
                 return batch
-            deadline = time.monotonic() + self.window_s
+            opened = time.monotonic()
+            deadline = opened + self.window_s
             size = first.size
             while len(batch) < self.max_batch:
+                joined = len(batch)
                 for job in list(self._queue):
                     if len(batch) >= self.max_batch:
                         break
@@ -149,6 +155,8 @@ class Batcher(Generic[J]):
                         self._queue.remove(job)
                         batch.append(job)
                         size += job.size
+                if len(batch) > joined:  # company came: wait one more window for the rest of it
+                    deadline = min(time.monotonic() + self.window_s, opened + WINDOWS_AT_MOST * self.window_s)
                 left = deadline - time.monotonic()
                 if len(batch) >= self.max_batch or left <= 0 or self._closed:
                     break
