@@ -18,7 +18,8 @@ SUITES=(
   "worker-check|bench/gpu_worker_check.sh: the whole worker (tiny-random) with a good and a broken flash-attn wheel"
   "real-model|bench/gpu_real_model.sh: random-weight F5TTS_v1_Base migrated from a legacy dir, loaded, one job; cold, warm"
   "tune-reuse|bench/gpu_tune_reuse.sh: two serve starts on one volume, the second reusing the batch tuning"
-  "throughput|bench/gpu_throughput.sh: the sampler, then the engine's throughput curve with SDPA and flash attention"
+  "step-profile|bench/gpu_step_profile.sh: a sampling step's GPU time by kind of kernel, PyTorch's vs Triton kernels; torch.compile"
+  "throughput|bench/gpu_throughput.sh (\$PARTS: sampler sdpa flash; pytorch): the sampler, then the engine's throughput curve"
   "throughput-mixed|PARTS=mixed bench/gpu_throughput.sh: the curve over mixed lengths, policy measured by the engine"
   "multi-gpu|bench/gpu_multi.sh (\$PER_GPU): audio per second, one GPU vs all (one engine each); 2+ GPUs"
   "sampler-speed|bench/gpu_sampler_speed.sh \$VARIANTS (plain; cudnn, compile): the sampler alone"
@@ -39,6 +40,7 @@ run_suite() {
     worker-check) bash bench/gpu_worker_check.sh ;;
     real-model) bash bench/gpu_real_model.sh ;;
     tune-reuse) bash bench/gpu_tune_reuse.sh ;;
+    step-profile) bash bench/gpu_step_profile.sh ;;
     throughput) bash bench/gpu_throughput.sh ;;
     throughput-mixed) PARTS=mixed bash bench/gpu_throughput.sh ;;
     multi-gpu) bash bench/gpu_multi.sh ;;
