@@ -16,11 +16,12 @@ declare -A SMOKE=(
   [new_lengths_prewarmed]="bench/new_lengths.py --model tiny-random --device cpu --nfe 2 --prewarmed"
   [throughput]="bench/throughput.py --model tiny-random --device cpu --nfe 4 --concurrency 1,2 --rounds 1 --tune --json $DIR/throughput.json"
   [multi_gpu]="bench/multi_gpu.py --model tiny-random --device cpu --gpus 2 --nfe 4 --per-gpu 1,2 --rounds 1 --json $DIR/multi_gpu.json"
+  [step_profile]="bench/step_profile.py --model tiny-random --device cpu --batches 1 --json $DIR/step_profile.json"
   [conv_probe]="bench/probes/conv_probe.py --device cpu --dim 64 --seqs 2 --runs 1 --json $DIR/conv_probe.json"
   [rss_probe]="bench/probes/gpu_rss_probe.py --model tiny-random --device cpu --jobs 20 --nfe 4"
   [worker_check]="bench/gpu_worker_check.py"
 )
-ORDER=(synthesis sampler_speed new_lengths new_lengths_prewarmed throughput multi_gpu conv_probe rss_probe worker_check)
+ORDER=(synthesis sampler_speed new_lengths new_lengths_prewarmed throughput multi_gpu step_profile conv_probe rss_probe worker_check)
 failed=0
 for name in "${@:-${ORDER[@]}}"; do
   [ -n "${SMOKE[$name]:-}" ] || { echo "unknown: $name (one of ${ORDER[*]})"; exit 2; }

@@ -27,6 +27,7 @@ SUITES=(
   "synthesis|bench/gpu_synthesis.sh: F5-TTS's sampler and pipeline vs the worker's, speed and fp16 numerics per backend"
   "load|bench/gpu_load.sh: the HTTP load test against serve at the real size: 64 clients, then an open loop (RELIABILITY.md)"
   "realtime|bench/gpu_realtime.sh: streamed first audio vs the whole file; one request at NFE 7, 16 and 32 (EPSS)"
+  "ab|bench/gpu_ab.sh (\$AB_PARTS: throughput, cold-start): trees from bench/ab_prepare.sh REV... against now, one machine"
   "probe-step|bench/probes/gpu_step_probe.sh: where a sampling step's time goes (record: ran at 2a1a2c9, no longer runs)"
   "probe-kernels|bench/probes/gpu_kernels.sh: the position convolution four ways, then the sampler (probe)"
   "probe-rss|bench/probes/gpu_rss_probe.sh: where host memory grew per job with the first engine (probe)"
@@ -49,6 +50,7 @@ run_suite() {
     synthesis) bash bench/gpu_synthesis.sh ;;
     load) bash bench/gpu_load.sh ;;
     realtime) bash bench/gpu_realtime.sh ;;
+    ab) bash bench/gpu_ab.sh ;;
     probe-step) bash bench/probes/gpu_step_probe.sh ;;
     probe-kernels) bash bench/probes/gpu_kernels.sh ;;
     probe-rss) bash bench/probes/gpu_rss_probe.sh ;;
