@@ -119,7 +119,7 @@ def main() -> int:
     cuda = device.startswith("cuda")
     from f5_worker.engine import sampler as sampler_module
     from f5_worker.engine.models import ModelFiles, build_model, build_vocoder
-    from f5_worker.engine.sampler import SampleRequest, Sampler, SamplingConfig
+    from f5_worker.engine.sampler import Sampler, SamplingConfig
 
     out: dict = {**environment(device, args.model), "frames": FRAMES, "ref_frames": REF_FRAMES, "batches": {}}
     model = build_model(args.model, ModelFiles(), device=device)
