@@ -120,7 +120,10 @@ class _StepGraph:
         with torch.cuda.stream(stream):
             step()
             self.graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(self.graph, pool=pool, stream=stream):
+            # thread_local: other threads of this process use the GPU meanwhile (the kernels' compile-and-check
+            # thread, transcription on request threads): in the default "global" mode an allocation or a
+            # synchronisation of theirs during the capture would invalidate it and fail the request.
+            with torch.cuda.graph(self.graph, pool=pool, stream=stream, capture_error_mode="thread_local"):
                 step()
         torch.cuda.current_stream(device).wait_stream(stream)
 
