@@ -382,22 +382,23 @@ class Engine:
         """Compile, check and switch to the Triton kernels now, and say which kernels run (benchmarks; a
         serving worker does this in the background, ``start_background``)."""
         if not self._kernels_decided:
+            started = time.monotonic()
             future = self._check_kernels()
             wait([future])
-            self.batcher.call(lambda: self._use_kernels(future))
+            self.batcher.call(lambda: self._use_kernels(future, started))
         return self.kernels
 
     def _enable_kernels(self) -> Iterator[None]:
+        started = time.monotonic()
         future = self._check_kernels()
         while not future.done():
             yield  # a request that arrives meanwhile is served with PyTorch's kernels
             wait([future], timeout=0.02)
-        self._use_kernels(future)
+        self._use_kernels(future, started)
 
     def _check_kernels(self) -> Future:
         """``kernels.check`` (compiles each kernel, compares it with PyTorch's computation) on a thread of its own."""
         future: Future = Future()
-        future.started = time.monotonic()
 
         def compile_and_check():
             try:
@@ -412,10 +413,10 @@ class Engine:
         threading.Thread(target=compile_and_check, name="f5-worker-kernels", daemon=True).start()
         return future
 
-    def _use_kernels(self, checked: Future) -> None:
+    def _use_kernels(self, checked: Future, started: float) -> None:
         """On the GPU thread, between batches: the checked kernels from the next batch on, or why not."""
         self._kernels_decided = True
-        took = round((time.monotonic() - checked.started) * 1000, 1)
+        took = round((time.monotonic() - started) * 1000, 1)
         try:
             differences = checked.result()
         except Exception as exc:  # noqa: BLE001  no Triton, no compiler, a mismatch: serve on PyTorch's kernels
