@@ -14,7 +14,9 @@ What differs is how the same function is computed:
 - on CUDA the feed-forward's tanh GELU runs in its first matmul's epilogue;
 - the convolutional position embedding runs as channels-last 2-D convolutions: the (batch, frames,
   dim) activations already are channels-last, and cuDNN's grouped Conv1d would transpose them twice;
-- attention is ``attention.Attention`` (one q/k/v projection, complex rotation).
+- attention is ``attention.Attention`` (one q/k/v projection, complex rotation);
+- after ``use_kernels(True)`` (the engine, on CUDA, once checked), the Triton kernels of ``kernels`` run
+  the position convolution, the rotation and each residual with the norm after it.
 
 Options no published checkpoint uses (``qk_norm``, ``long_skip_connection``, average upsampling of
 text) and training-only ones (dropout, activation checkpointing) are left out: ``DiTArch`` has no field
