@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .layers import Linear, StackedLinears
-from .rotary import rotate
+from .rotary import rotate_heads
 
 __all__ = ["Attention", "BACKENDS"]
 
@@ -61,13 +61,7 @@ class Attention(nn.Module):
         elif self.kernels is not None:
             q, k, v = self.kernels.rotate_qk_(qkv, rope, self.pe_attn_head).unbind(2)
         else:
-            qk = qkv[:, :, :2]
-            if self.pe_attn_head is None:
-                qk = rotate(qk, rope)
-            else:
-                pn = self.pe_attn_head
-                qk = torch.cat((rotate(qk[:, :, :, :pn], rope), qk[:, :, :, pn:]), dim=3)
-            q, k = qk.unbind(2)
+            q, k = rotate_heads(qkv[:, :, :2], rope, self.pe_attn_head).unbind(2)
             v = qkv[:, :, 2]
         attn_mask = mask if self.masked and mask is not None else None
         if self.backend == "flash_attn":

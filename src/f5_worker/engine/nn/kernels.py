@@ -178,7 +178,7 @@ def check(dit, tolerance: float = TOLERANCE) -> dict[str, float]:
     each kernel's largest relative difference; raises ``KernelMismatch`` above ``tolerance``.
     """
     from .dit import conv_position_embedding, modulate
-    from .rotary import rotate
+    from .rotary import rotate_heads
 
     param = next(dit.parameters())
     device, dtype = param.device, param.dtype
@@ -209,12 +209,7 @@ def check(dit, tolerance: float = TOLERANCE) -> dict[str, float]:
 
             qkv = randn(2, frames, 3, attn.heads, attn.dim_head)
             rope = dit.rotary_embed.angles(frames, dtype)
-            qk = qkv[:, :, :2]
-            if attn.pe_attn_head is None:
-                expected = rotate(qk, rope)
-            else:
-                pn = attn.pe_attn_head
-                expected = torch.cat((rotate(qk[:, :, :, :pn], rope), qk[:, :, :, pn:]), dim=3)
+            expected = rotate_heads(qkv[:, :, :2], rope, attn.pe_attn_head)
             note("rotate_qk_", rotate_qk_(qkv, rope, attn.pe_attn_head)[:, :, :2], expected)
 
             if group >= 16:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-__all__ = ["RotaryEmbedding", "rotate"]
+__all__ = ["RotaryEmbedding", "rotate", "rotate_heads"]
 
 
 class RotaryEmbedding(nn.Module):
@@ -49,3 +49,11 @@ def rotate(x: torch.Tensor, rope: torch.Tensor) -> torch.Tensor:
     pairs = torch.view_as_complex((x if rope.dtype == torch.complex32 else x.float()).reshape(*x.shape[:-1], -1, 2))
     rope = rope.view(rope.shape[0], *([1] * (x.ndim - 3)), rope.shape[1])
     return torch.view_as_real(pairs * rope).flatten(-2).to(x.dtype)
+
+
+def rotate_heads(qk: torch.Tensor, rope: torch.Tensor, rotated_heads: int | None = None) -> torch.Tensor:
+    """q and k, (batch, seq, 2, heads, dim_head), turned by ``rope``: every head, or the first ``rotated_heads``
+    (F5TTS_Base's ``pe_attn_head``)."""
+    if rotated_heads is None:
+        return rotate(qk, rope)
+    return torch.cat((rotate(qk[:, :, :, :rotated_heads], rope), qk[:, :, :, rotated_heads:]), dim=3)
