@@ -270,6 +270,24 @@ class TestKernels:
         assert len(engine.synthesize(voice, "Still speaking.", SynthesisParams(seed=1, nfe_step=2))) > 0
         engine.close()
 
+    def test_a_check_that_never_ends_gives_up_and_background_work_goes_on(self, monkeypatch):
+        from f5_worker.engine import engine as engine_module
+        from f5_worker.engine.nn import kernels
+
+        stuck = threading.Event()
+        monkeypatch.setattr(kernels, "check", lambda dit: stuck.wait(30))
+        monkeypatch.setattr(engine_module, "KERNELS_TIMEOUT_S", 0.2)
+        engine = self.undecided()
+        engine.start_background()
+        for _ in range(1000):
+            if engine.batcher.idle is None:
+                break
+            threading.Event().wait(0.01)
+        stuck.set()
+        assert engine.kernels == "pytorch: TimeoutError: compiling and checking took over 0.2 s"
+        assert engine.pending == ()
+        engine.close()
+
     def test_background_work_starts_with_the_kernels(self):
         engine = self.undecided()
         engine.start_background()

@@ -41,6 +41,7 @@ log = get_logger("engine")
 # F5-TTS's chunking budget: chars of reference text per second, times the seconds left in a ~22 s window.
 WINDOW_S = 22.0
 PREWARM_SPAN_FRAMES = 512  # lengths prepared ahead: +-5.5 s around a typical request (5 s reference + 10 s)
+KERNELS_TIMEOUT_S = 300.0  # the Triton kernels' compile and check (H200: 4.9 s on a new volume, 0.9 s warm)
 CPU_BATCH = 4  # with no GPU to measure, a small batch: the CPU gains little from batching
 DEFAULT_GPU_BATCH = 8  # until measured: the best batch on the H100 and H200 (BENCHMARKS.md, ## Throughput)
 TARGET_RMS = 0.1  # infer_batch_process raises quieter references to this loudness, and lowers the output back
@@ -392,6 +393,10 @@ class Engine:
         started = time.monotonic()
         future = self._check_kernels()
         while not future.done():
+            if time.monotonic() - started > KERNELS_TIMEOUT_S:  # a stuck compiler must not hold tuning back
+                future = Future()
+                future.set_exception(TimeoutError(f"compiling and checking took over {KERNELS_TIMEOUT_S:g} s"))
+                break
             yield  # a request that arrives meanwhile is served with PyTorch's kernels
             wait([future], timeout=0.02)
         self._use_kernels(future, started)
