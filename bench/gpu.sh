@@ -30,6 +30,7 @@ SUITES=(
   "ab|bench/gpu_ab.sh (\$AB_PARTS: throughput, cold-start): trees from bench/ab_prepare.sh REV... against now, one machine"
   "probe-step|bench/probes/gpu_step_probe.sh: where a sampling step's time goes (record: ran at 2a1a2c9, no longer runs)"
   "probe-kernels|bench/probes/gpu_kernels.sh: the position convolution four ways, then the sampler (probe)"
+  "probe-capture|bench/probes/capture_threads.py: step-graph captures while another thread uses the GPU (probe)"
   "probe-rss|bench/probes/gpu_rss_probe.sh: where host memory grew per job with the first engine (probe)"
 )
 
@@ -53,6 +54,7 @@ run_suite() {
     ab) bash bench/gpu_ab.sh ;;
     probe-step) bash bench/probes/gpu_step_probe.sh ;;
     probe-kernels) bash bench/probes/gpu_kernels.sh ;;
+    probe-capture) source bench/gpu_env.sh && timeout 120 python3 bench/probes/capture_threads.py ;;
     probe-rss) bash bench/probes/gpu_rss_probe.sh ;;
     *) return 127 ;;
   esac
