@@ -7,6 +7,7 @@ bench/probes/ puts bench/ there first. Nothing here imports the worker or F5-TTS
 from __future__ import annotations
 
 import importlib.util
+import json
 import statistics
 import subprocess
 import sys
@@ -17,7 +18,7 @@ from pathlib import Path
 import torch
 
 __all__ = ["ROOT", "sync", "timed", "peak_gib", "reset_peak", "environment", "source_revision",
-           "flash_attn_available", "f5_reference", "mean_rel_diff"]
+           "flash_attn_available", "f5_reference", "mean_rel_diff", "report"]
 
 ROOT = Path(__file__).resolve().parent.parent
 WARM_UPS = 2
@@ -102,3 +103,11 @@ def mean_rel_diff(a: torch.Tensor, b: torch.Tensor) -> float:
     """Mean |a - b| over mean |b| (b the reference), in float32."""
     a, b = a.float(), b.float()
     return float((a - b).abs().mean() / b.abs().mean())
+
+
+def report(out: dict, json_path: str | None) -> None:
+    """A benchmark's result: printed whole, and written to ``json_path`` when given."""
+    print(json.dumps(out, indent=1))
+    if json_path:
+        with open(json_path, "w") as f:
+            json.dump(out, f, indent=1)

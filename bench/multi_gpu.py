@@ -20,13 +20,12 @@ timed. audio_s_per_s = audio made / wall time. ``multi_gpu_scaling`` = the best 
 from __future__ import annotations
 
 import argparse
-import json
 import threading
 import time
 
 import numpy as np
 import torch
-from common import environment
+from common import environment, report
 from throughput import REF_S, REF_TEXT, SR, percentile, text_for
 
 
@@ -112,9 +111,7 @@ def main() -> int:
     out["best_all_audio_s_per_s"] = max(r["audio_s_per_s"] for r in out["all"].values())
     out["multi_gpu_scaling"] = round(out["best_all_audio_s_per_s"] / out["best_one_audio_s_per_s"], 3)
     out["batches_per_engine"] = [e.batcher.batches for e in pool.engines]  # all levels, both runs: placement's spread
-    print(json.dumps(out, indent=1))
-    if args.json:
-        json.dump(out, open(args.json, "w"), indent=1)
+    report(out, args.json)
     pool.close()
     return 0
 

@@ -16,13 +16,12 @@ timed until nothing is pending.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
 
 import numpy as np
 import torch
-from common import environment, sync
+from common import environment, report, sync
 
 SR = 24_000
 REF_TEXT = "A reference voice of five seconds or so, read at an even pace."
@@ -136,10 +135,7 @@ def main() -> int:
         if args.device.startswith("cuda"):
             torch.cuda.empty_cache()
     torch.backends.cuda.enable_cudnn_sdp(True)
-    print(json.dumps(out, indent=1))
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(out, f, indent=1)
+    report(out, args.json)
     return 0
 
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import json
 import statistics
 import time
 
@@ -170,10 +169,7 @@ def main() -> int:
         out[key] = {"ms": round(seconds * 1000, 1), "audio_s": round(sum(lengths_s), 1),
                     "audio_s_per_gpu_s": round(sum(lengths_s) / seconds, 1), "peak_gib": peak}
         print(f"mixed{args.mixed}", batch_backend, out[key], flush=True)
-    print(json.dumps(out, indent=1))
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(out, f, indent=1)
+    common.report(out, args.json)
     return 0
 
 

@@ -22,7 +22,6 @@ step of the worker's sampler (``engine.sampler``), for B same-length requests (2
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import statistics
 import time
@@ -258,10 +257,7 @@ def main() -> int:
             sampler_module.velocity = plain_velocity
         out[f"compile_{mode}"] = row
 
-    print(json.dumps(out, indent=1))
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(out, f, indent=1)
+    common.report(out, args.json)
     return 0
 
 

@@ -17,13 +17,13 @@ NFE 32, cfg 2, sway -1; a 5 s reference and text that F5-TTS's duration rule mak
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import threading
 import time
 
 import numpy as np
 import torch
+from common import report
 
 SR = 24_000
 REF_S = 5.0
@@ -155,9 +155,7 @@ def main() -> int:
         print(level, row, flush=True)
     out["requests_total"] = sum(r["requests"] for r in out["levels"].values())
     out["best_audio_s_per_gpu_s"] = max(r["audio_s_per_gpu_s"] for r in out["levels"].values())
-    print(json.dumps(out, indent=1))
-    if args.json:
-        json.dump(out, open(args.json, "w"), indent=1)
+    report(out, args.json)
     engine.close()
     return 0
 

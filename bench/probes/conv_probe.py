@@ -15,7 +15,6 @@ way is the worker's own (``nn.dit.conv_position_embedding``, which serves since 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -24,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/: common
-from common import environment, f5_reference, sync  # noqa: E402
+from common import environment, f5_reference, report, sync  # noqa: E402
 
 
 def im2col(module, x):
@@ -89,10 +88,7 @@ def main() -> int:
             row["tflops_f5"] = round(flops / row["f5_conv1d"] / 1e9, 1)
             out["ms"][seqs] = row
             print(seqs, row, flush=True)
-    print(json.dumps(out, indent=1))
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(out, f, indent=1)
+    report(out, args.json)
     return 0
 
 

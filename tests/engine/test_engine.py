@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +22,15 @@ FAST = dict(nfe_step=4)
 def engine_max_chars(voice) -> int:
     """F5-TTS's infer_process budget: reference text bytes per second times the seconds left of ~22 s."""
     return int(len(voice.text.encode()) / voice.seconds * (22 - voice.seconds))
+
+
+def settle(engine, timeout_s: float = 30.0) -> None:
+    """Wait until the engine's background work is done (its batcher has no idle work left)."""
+    deadline = time.monotonic() + timeout_s
+    while engine.batcher.idle is not None and time.monotonic() < deadline:
+        threading.Event().wait(0.01)
+
+
 LONG_TEXT = " ".join(f"Sentence number {i} is spoken here, with a few more words." for i in range(12))
 
 
@@ -224,10 +234,7 @@ def test_prewarm_prepares_lengths_nearest_a_typical_request_first(monkeypatch):
     monkeypatch.setattr(bucketed.sampler, "max_graphs", 128)
     monkeypatch.setattr(bucketed.sampler, "sample", lambda requests, config: seen.append(requests[0].frames))
     bucketed.start_background()
-    for _ in range(1000):
-        if bucketed.batcher.idle is None:
-            break
-        threading.Event().wait(0.01)
+    settle(bucketed, 10)
     assert len(seen) == bucketed.sampler.max_graphs // 2 == len(bucketed.prewarm_lengths())
     assert seen[0] == 1408 and all(f % 16 == 0 for f in seen)
     assert [abs(f - 1408) for f in seen] == sorted(abs(f - 1408) for f in seen)
@@ -279,10 +286,7 @@ class TestKernels:
         monkeypatch.setattr(engine_module, "KERNELS_TIMEOUT_S", 0.2)
         engine = self.undecided()
         engine.start_background()
-        for _ in range(1000):
-            if engine.batcher.idle is None:
-                break
-            threading.Event().wait(0.01)
+        settle(engine, 10)
         stuck.set()
         assert engine.kernels == "pytorch: TimeoutError: compiling and checking took over 0.2 s"
         assert engine.pending == ()
@@ -291,9 +295,6 @@ class TestKernels:
     def test_background_work_starts_with_the_kernels(self):
         engine = self.undecided()
         engine.start_background()
-        for _ in range(3000):
-            if engine.batcher.idle is None:
-                break
-            threading.Event().wait(0.01)
+        settle(engine)
         assert engine.kernels == "triton" and engine.pending == ()
         engine.close()
