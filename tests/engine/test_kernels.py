@@ -12,6 +12,7 @@ import os
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from f5_worker.engine.nn import DiT, DiTArch
 from f5_worker.engine.nn.dit import modulate
@@ -125,3 +126,77 @@ def test_check_names_the_kernel_that_differs(kernels, dit, monkeypatch):
     monkeypatch.setattr(kernels, "rotate_qk_", lambda qkv, rope, rotated_heads: qkv)  # turns nothing
     with pytest.raises(kernels.KernelMismatch, match=r"^rotate_qk_ differs by .* \(tolerance 0.01\)$"):
         kernels.check(dit)
+
+
+# In fp16 the kernels round where F5-TTS's fp16 model rounds: each elementwise operation there is a kernel of
+# its own, which rounds its output. Computed with one rounding instead (as PyTorch's fused kernels do), the same
+# values differ in the last bit for a good share of the elements, and over 32 steps that shows in the audio.
+
+def ulps(got: torch.Tensor, expected: torch.Tensor) -> torch.Tensor:
+    """How many fp16 steps apart each pair of values is (for values of one sign, as here away from zero)."""
+    return (got.view(torch.int16).int() - expected.view(torch.int16).int()).abs()
+
+
+def share_equal(got: torch.Tensor, expected: torch.Tensor) -> float:
+    return float((got == expected).float().mean())
+
+
+def test_residual_norm_rounds_as_f5_tts_blocks_do(kernels):
+    x, y = randn(3, 17, 96, seed=1).half(), randn(3, 17, 96, seed=2).half()
+    gate, shift, scale = randn(96, seed=3).half(), randn(96, seed=4).half(), (0.3 * randn(96, seed=5)).half()
+    # f5_tts/model/modules.py, DiTBlock.forward: the gated residual, then the feed-forward's modulated norm
+    norm = torch.nn.LayerNorm(96, elementwise_affine=False, eps=1e-6)
+    expected_x = x + gate.unsqueeze(0) * y
+    expected = norm(expected_x) * (1 + scale) + shift
+    one_rounding = modulate(torch.addcmul(x, gate, y), shift[None, None], scale[None, None])
+    assert share_equal(one_rounding, expected) < 0.9  # what this test tells apart
+
+    got = kernels.residual_norm(x, y, gate, shift, scale)
+    assert torch.equal(x, expected_x)  # the residual stream, updated in place
+    # the norm's statistics are summed in another order than PyTorch's: a rare last-bit difference
+    assert share_equal(got, expected) > 0.99 and ulps(got, expected).max() <= 1
+
+
+def test_rotation_rounds_as_x_transformers_does(kernels):
+    from support import f5_reference  # noqa: F401  (F5-TTS's rotary embedding comes from x-transformers)
+    from x_transformers.x_transformers import RotaryEmbedding as F5Rotary
+    from x_transformers.x_transformers import apply_rotary_pos_emb
+
+    qkv = randn(2, 300, 3, 4, 64, seed=9).half()
+    # f5_tts/model/modules.py, AttnProcessor: q and k as (batch, heads, seq, dim_head), the model cast to fp16
+    freqs, xpos_scale = F5Rotary(64).half().forward_from_seq_len(300)
+    expected_q = apply_rotary_pos_emb(qkv[:, :, 0].transpose(1, 2), freqs, xpos_scale).transpose(1, 2)
+    expected_k = apply_rotary_pos_emb(qkv[:, :, 1].transpose(1, 2), freqs, xpos_scale).transpose(1, 2)
+    rope = RotaryEmbedding(64).half().angles(300, torch.float16)
+    assert share_equal(rotate(qkv[:, :, 0], rope), expected_q) < 0.9  # one rounding: what this test tells apart
+
+    kernels.rotate_qk_(qkv, rope)
+    assert torch.equal(qkv[:, :, 0], expected_q) and torch.equal(qkv[:, :, 1], expected_k)
+
+
+def test_position_convolution_rounds_as_f5_tts_does(kernels, dit):
+    conv = dit.input_embed.conv_pos_embed
+    x = randn(1, 70, ARCH.dim, seed=10).half()
+
+    def f5_on_cuda(rounding_after_bias: bool) -> torch.Tensor:
+        # F5-TTS's ConvPositionEmbedding in fp16 as PyTorch runs it on CUDA: cuDNN accumulates in fp32 and rounds
+        # its output, PyTorch adds the bias after it, Mish rounds, and the embedding is added to its input.
+        h = x.transpose(1, 2)
+        for layer in conv.conv1d:
+            if isinstance(layer, torch.nn.Conv1d):
+                h = F.conv1d(h.float(), layer.weight.half().float(), None, padding=layer.padding, groups=layer.groups)
+                h = (h.half() + layer.bias.half()[:, None]) if rounding_after_bias else (h + layer.bias.half().float()[:, None]).half()
+            else:
+                h = F.mish(h)
+        return h.transpose(1, 2) + x
+
+    expected = f5_on_cuda(rounding_after_bias=True)
+    assert share_equal(f5_on_cuda(rounding_after_bias=False), expected) < 0.95  # what this test tells apart
+    weights = [kernels.conv_weight_for_kernel(layer.weight.half(), layer.groups)
+               for layer in conv.conv1d if isinstance(layer, torch.nn.Conv1d)]
+    first, second = (layer for layer in conv.conv1d if isinstance(layer, torch.nn.Conv1d))
+    h = kernels.conv_mish(x, weights[0], first.bias.half())
+    got = kernels.conv_mish(h, weights[1], second.bias.half(), residual=x)
+    # the 31 taps are summed in another order than PyTorch's: rare last-bit differences, carried into layer 2
+    assert share_equal(got, expected) > 0.99
+    torch.testing.assert_close(got, expected, rtol=2e-3, atol=1e-3)

@@ -12,7 +12,9 @@ the activations once more. Each kernel here replaces a chain of those:
 - ``residual_norm``: ``x += gate * y``, then LayerNorm of the new x with the block's modulation
   (``norm(x) * (1 + scale) + shift``), one read of each input and one write of each output.
 
-They compute in float32 and round once, as PyTorch's kernels do, and only apply where one time step
+They compute in float32 and round to the activations' dtype wherever F5-TTS's fp16 model rounds (each
+elementwise operation there is a kernel of its own, which rounds its output): the same rounding, for
+outputs that follow F5-TTS's own, not only approximate them. They only apply where one time step
 (one modulation row) serves the whole batch, which is how the sampler runs. The DiT uses them once
 ``DiT.use_kernels(True)`` is called: the engine does that in the background, after compiling them (a
 Triton cache on the volume makes that a load on later starts) and checking them against the eager
@@ -56,7 +58,10 @@ def _conv_mish_kernel(x_ptr, w_ptr, b_ptr, res_ptr, out_ptr, frames,
         # weight laid out (group, tap, in, out): one (GROUP, GROUP) matrix per tap
         w = tl.load(w_ptr + ((group * TAPS + tap) * GROUP + chans[:, None]) * GROUP + chans[None, :])
         acc += tl.dot(x, w, out_dtype=tl.float32)
-    acc += tl.load(b_ptr + group * GROUP + chans).to(tl.float32)[None, :]
+    # Rounded where F5-TTS's fp16 model rounds: cuDNN's output, then PyTorch's separate bias add, then Mish.
+    dtype = out_ptr.dtype.element_ty
+    acc = acc.to(dtype).to(tl.float32) + tl.load(b_ptr + group * GROUP + chans).to(tl.float32)[None, :]
+    acc = acc.to(dtype).to(tl.float32)
     # Mish, x * tanh(softplus(x)), as a ratio of exponentials: with n = e^x, tanh(log(1 + n)) = (n² + 2n) / (n² + 2n + 2).
     # PyTorch's softplus is the identity above 20, where the ratio is 1 in float32 as well.
     n = tl.exp(tl.minimum(acc, 20.0))
@@ -65,7 +70,7 @@ def _conv_mish_kernel(x_ptr, w_ptr, b_ptr, res_ptr, out_ptr, frames,
     offsets = base + rows[:, None] * CHANNELS + chans[None, :]
     keep = (rows < frames)[:, None]
     if RESIDUAL:
-        acc = acc.to(out_ptr.dtype.element_ty).to(tl.float32)  # Mish's output rounds before the sum, as in eager
+        acc = acc.to(dtype).to(tl.float32)  # Mish's output rounds before the sum
         acc += tl.load(res_ptr + offsets, mask=keep, other=0.0).to(tl.float32)
     tl.store(out_ptr + offsets, acc.to(out_ptr.dtype.element_ty), mask=keep)
 
@@ -95,34 +100,41 @@ def conv_mish(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, residua
 
 
 @triton.jit
-def _rotate_kernel(qkv_ptr, rope_ptr, seq_len, ROW: tl.constexpr, HEADS: tl.constexpr, DIM_HEAD: tl.constexpr,
-                   ROTATED: tl.constexpr, BLOCK_H: tl.constexpr):
-    # One row of qkv: (3, heads, dim_head); rope (seq, dim_head / 2, 2): cos, sin. Channels 2p and 2p + 1 are
-    # pair p, a complex number: each is read whole (coalesced) along with its partner (channel ^ 1).
-    row = tl.program_id(0)
-    pos = row % seq_len
-    heads = tl.arange(0, BLOCK_H)[:, None]
-    cols = tl.arange(0, DIM_HEAD)[None, :]
-    angle = rope_ptr + (pos * (DIM_HEAD // 2) + cols // 2) * 2
-    cos = tl.load(angle).to(tl.float32)
-    sin = tl.load(angle + 1).to(tl.float32) * tl.where(cols % 2 == 0, -1.0, 1.0)
-    keep = heads < ROTATED  # F5TTS_Base turns only its first head(s)
-    for which in range(2):  # q, then k
-        base = qkv_ptr + row * ROW + which * HEADS * DIM_HEAD + heads * DIM_HEAD
-        x = tl.load(base + cols, mask=keep).to(tl.float32)
-        partner = tl.load(base + (cols ^ 1), mask=keep).to(tl.float32)
-        tl.store(base + cols, (x * cos + partner * sin).to(qkv_ptr.dtype.element_ty), mask=keep)
+def _rotate_kernel(qkv_ptr, rope_ptr, rows, seq_len, ROW: tl.constexpr, HEADS: tl.constexpr, DIM_HEAD: tl.constexpr,
+                   ROTATED: tl.constexpr, UNITS: tl.constexpr, BLOCK_R: tl.constexpr):
+    # BLOCK_R rows of qkv, each (3, heads, dim_head): the rotated heads of q and then of k are UNITS head-sized
+    # units (2 * ROTATED, padded to a power of two). rope (seq, dim_head / 2, 2): cos, sin of each channel pair.
+    r = tl.program_id(0) * BLOCK_R + tl.arange(0, BLOCK_R)
+    unit = tl.arange(0, UNITS)
+    cols = (unit // ROTATED) * HEADS * DIM_HEAD + (unit % ROTATED) * DIM_HEAD  # q's heads, then k's
+    offsets = r[:, None, None] * ROW + cols[None, :, None] + tl.arange(0, DIM_HEAD)[None, None, :]
+    keep = (r < rows)[:, None, None] & (unit < 2 * ROTATED)[None, :, None]
+    x = tl.load(qkv_ptr + offsets, mask=keep, other=0.0)
+    # Channels 2p and 2p + 1 are pair p (x-transformers' rotate_half pairs neighbours): split them apart.
+    even, odd = tl.split(tl.reshape(x, (BLOCK_R, UNITS, DIM_HEAD // 2, 2)))
+    even, odd = even.to(tl.float32), odd.to(tl.float32)
+    pair = (r % seq_len)[:, None] * (DIM_HEAD // 2) + tl.arange(0, DIM_HEAD // 2)[None, :]
+    cos = tl.load(rope_ptr + pair * 2, mask=(r < rows)[:, None], other=0.0).to(tl.float32)[:, None, :]
+    sin = tl.load(rope_ptr + pair * 2 + 1, mask=(r < rows)[:, None], other=0.0).to(tl.float32)[:, None, :]
+    # x-transformers' t * cos + rotate_half(t) * sin in fp16: each product rounds, then their sum.
+    dtype = qkv_ptr.dtype.element_ty
+    new_even = ((even * cos).to(dtype).to(tl.float32) - (odd * sin).to(dtype).to(tl.float32)).to(dtype)
+    new_odd = ((odd * cos).to(dtype).to(tl.float32) + (even * sin).to(dtype).to(tl.float32)).to(dtype)
+    tl.store(qkv_ptr + offsets, tl.reshape(tl.join(new_even, new_odd), (BLOCK_R, UNITS, DIM_HEAD)), mask=keep)
 
 
-def rotate_qk_(qkv: torch.Tensor, rope: torch.Tensor, rotated_heads: int | None = None) -> torch.Tensor:
+def rotate_qk_(qkv: torch.Tensor, rope: torch.Tensor, rotated_heads: int | None = None,
+               block_rows: int = 4, num_warps: int = 4) -> torch.Tensor:
     """Turn q and k of qkv (batch, seq, 3, heads, dim_head), contiguous, in place by ``rope`` (seq, dim_head / 2),
     the unit complex numbers of ``RotaryEmbedding.angles``; ``rotated_heads``: the first heads only."""
     batch, seq_len, three, heads, dim_head = qkv.shape
     assert three == 3 and qkv.is_contiguous() and rope.shape == (seq_len, dim_head // 2)
     rope_real = torch.view_as_real(rope).contiguous()
     rotated = heads if rotated_heads is None else rotated_heads
-    _rotate_kernel[(batch * seq_len,)](qkv, rope_real, seq_len, ROW=3 * heads * dim_head, HEADS=heads,
-                                       DIM_HEAD=dim_head, ROTATED=rotated, BLOCK_H=triton.next_power_of_2(heads))
+    rows = batch * seq_len
+    _rotate_kernel[(triton.cdiv(rows, block_rows),)](
+        qkv, rope_real, rows, seq_len, ROW=3 * heads * dim_head, HEADS=heads, DIM_HEAD=dim_head, ROTATED=rotated,
+        UNITS=triton.next_power_of_2(2 * rotated), BLOCK_R=block_rows, num_warps=num_warps)
     return qkv
 
 
@@ -133,19 +145,21 @@ def _residual_norm_kernel(x_ptr, y_ptr, gate_ptr, shift_ptr, scale_ptr, out_ptr,
     cols = tl.arange(0, BLOCK)
     inside = cols < DIM
     x = tl.load(x_ptr + row * DIM + cols, mask=inside, other=0.0).to(tl.float32)
+    # Rounded where F5-TTS's fp16 blocks round: x + round(gate * y); round(norm(x)) * round(1 + scale), + shift.
+    dtype = x_ptr.dtype.element_ty
     if RESIDUAL:
         gate = tl.load(gate_ptr + cols, mask=inside, other=0.0).to(tl.float32)
         y = tl.load(y_ptr + row * DIM + cols, mask=inside, other=0.0).to(tl.float32)
-        x = (x + gate * y).to(x_ptr.dtype.element_ty)  # the residual stream rounds as an addcmul's output does
+        x = (x + (gate * y).to(dtype).to(tl.float32)).to(dtype)
         tl.store(x_ptr + row * DIM + cols, x, mask=inside)
         x = x.to(tl.float32)
     mean = tl.sum(x, axis=0) / DIM
     centred = tl.where(inside, x - mean, 0.0)
     rstd = 1.0 / tl.sqrt(tl.sum(centred * centred, axis=0) / DIM + eps)
-    scale = tl.load(scale_ptr + cols, mask=inside, other=0.0).to(tl.float32)
+    scale = (1.0 + tl.load(scale_ptr + cols, mask=inside, other=0.0).to(tl.float32)).to(dtype).to(tl.float32)
     shift = tl.load(shift_ptr + cols, mask=inside, other=0.0).to(tl.float32)
-    tl.store(out_ptr + row * DIM + cols, (centred * rstd * (1.0 + scale) + shift).to(out_ptr.dtype.element_ty),
-             mask=inside)
+    scaled = ((centred * rstd).to(dtype).to(tl.float32) * scale).to(dtype).to(tl.float32)
+    tl.store(out_ptr + row * DIM + cols, (scaled + shift).to(dtype), mask=inside)
 
 
 def residual_norm(x: torch.Tensor, y: torch.Tensor | None, gate: torch.Tensor | None, shift: torch.Tensor,

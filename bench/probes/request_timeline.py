@@ -1,0 +1,129 @@
+#!/usr/bin/env python3
+"""Where one request's time goes in the engine, around the sampling steps (issue 16's single-request RTF).
+
+    python bench/probes/request_timeline.py [--json OUT]      # GPU machine, repo root, PYTHONPATH=src:bench
+
+F5TTS_v1_Base size, random weights, fp16, NFE 32, Triton kernels on (as serving runs), a 5 s reference and
+10.2 s of speech, as bench/throughput.py. Three views of one request:
+- whole request, median of 5, at batcher windows of 5 ms (the default) and 2 ms and 0;
+- phases on the batcher's thread, each timed between two synchronisations (median of 5): reference mel,
+  text embeddings, the step-graph replays, the vocoder, and what remains of the batch;
+- a profile of one request: GPU kernel time by kernel, and GPU time against wall time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from common import report  # noqa: E402
+from throughput import REF_S, REF_TEXT, SR, text_for  # noqa: E402
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="F5TTS_v1_Base")
+    parser.add_argument("--device", default="cuda")
+    parser.add_argument("--json")
+    args = parser.parse_args()
+    from f5_worker.engine import sampler as sampler_module
+    from f5_worker.engine.engine import Engine, EngineConfig, SynthesisParams
+    from f5_worker.engine.models import ModelFiles
+
+    cuda = args.device == "cuda"
+    engine = Engine(EngineConfig(model=args.model, files=ModelFiles(), max_batch=8, device=args.device))
+    engine.warm_up()
+    out: dict = {"gpu": torch.cuda.get_device_name() if cuda else "cpu", "torch": torch.__version__,
+                 "model": args.model, "kernels": engine.enable_kernels()}
+    rng = np.random.default_rng(0)
+    voice = engine.reference((0.1 * rng.standard_normal(int(REF_S * SR))).astype(np.float32), REF_TEXT.strip())
+
+    def sync():
+        if cuda:
+            torch.cuda.synchronize()
+
+    def request(seed=0) -> float:
+        began = time.perf_counter()
+        engine.synthesize(voice, text_for(10.0), SynthesisParams(seed=seed))
+        return time.perf_counter() - began
+
+    for _ in range(3):
+        request()
+    out["whole_request_ms"] = {}
+    for window in (engine.batcher.window_s, 0.002, 0.0):
+        engine.batcher.window_s, default = window, engine.batcher.window_s
+        out["whole_request_ms"][f"window {window * 1000:g} ms"] = round(
+            statistics.median(request(i) for i in range(5)) * 1000, 2)
+        engine.batcher.window_s = default
+    print("whole request", out["whole_request_ms"], flush=True)
+
+    # Phases, each between two synchronisations (which removes the overlap of CPU launches with GPU work).
+    spent: dict[str, list[float]] = defaultdict(list)
+
+    def timed(name, fn):
+        def wrapper(*a, **k):
+            sync()
+            began = time.perf_counter()
+            result = fn(*a, **k)
+            sync()
+            spent[name].append(time.perf_counter() - began)
+            return result
+        return wrapper
+
+    dit = engine.model.transformer
+    # (object, attribute, phase): modules through their forward, which __call__ looks up on the instance
+    patches = [(engine.model.mel_spec, "forward", "reference mel"), (dit.text_embed, "forward", "text embedding (2 calls)"),
+               (sampler_module._StepGraph, "run", "step graphs (32 replays)"), (engine.vocoder, "decode", "vocoder"),
+               (engine.sampler, "sample", "sampler.sample"), (engine.batcher, "_run_batch", "batch on the GPU thread")]
+    originals = [(obj, name, getattr(obj, name)) for obj, name, _ in patches]
+    for obj, name, phase in patches:
+        setattr(obj, name, timed(phase, getattr(obj, name)))
+    request(0)
+    spent.clear()
+    for i in range(5):
+        request(i)
+    for obj, name, fn in originals:
+        setattr(obj, name, fn)
+    phases = {name: round(statistics.median(values) * 1000 * (2 if "text" in name else 1), 2)
+              for name, values in spent.items()}  # text_embed: two calls per request, the median of one doubled
+    part = phases.get  # no step graphs on the CPU
+    phases["sampler.sample, rest"] = round(part("sampler.sample") - part("step graphs (32 replays)", 0)
+                                           - part("text embedding (2 calls)"), 2)
+    phases["batch, rest"] = round(part("batch on the GPU thread") - part("sampler.sample") - part("vocoder")
+                                  - part("reference mel"), 2)
+    out["phases_ms"] = phases
+    print("phases (ms, synchronised)", phases, flush=True)
+
+    if cuda:
+        from torch.profiler import ProfilerActivity, profile
+
+        with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+            began = time.perf_counter()
+            request(99)
+            wall = time.perf_counter() - began
+        kernels = [e for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA]
+        by_name: dict[str, list[float]] = defaultdict(lambda: [0.0, 0])
+        for e in kernels:
+            by_name[e.name][0] += e.device_time / 1000
+            by_name[e.name][1] += 1
+        gpu_ms = sum(v[0] for v in by_name.values())
+        out["profile"] = {"wall_ms": round(wall * 1000, 2), "gpu_kernel_ms": round(gpu_ms, 2), "kernels": len(kernels),
+                          "top": [{"kernel": name[:110], "ms": round(ms, 3), "calls": calls}
+                                  for name, (ms, calls) in sorted(by_name.items(), key=lambda kv: -kv[1][0])[:40]]}
+        print("profile: wall", out["profile"]["wall_ms"], "ms, kernels", out["profile"]["gpu_kernel_ms"], "ms",
+              flush=True)
+    report(out, args.json)
+    engine.close()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
