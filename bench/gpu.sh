@@ -31,6 +31,8 @@ SUITES=(
   "probe-step|bench/probes/gpu_step_probe.sh: where a sampling step's time goes (record: ran at 2a1a2c9, no longer runs)"
   "probe-kernels|bench/probes/gpu_kernels.sh: the position convolution four ways, then the sampler (probe)"
   "probe-capture|bench/probes/capture_threads.py: step-graph captures while another thread uses the GPU (probe)"
+  "probe-rounding|bench/probes/rounding.py: the kernels bit for bit against F5-TTS's fp16 modules, numerics per variant"
+  "probe-request|bench/probes/request_timeline.py: one request's time in the engine, phase by phase, and its profile"
   "probe-rss|bench/probes/gpu_rss_probe.sh: where host memory grew per job with the first engine (probe)"
 )
 
@@ -55,6 +57,8 @@ run_suite() {
     probe-step) bash bench/probes/gpu_step_probe.sh ;;
     probe-kernels) bash bench/probes/gpu_kernels.sh ;;
     probe-capture) source bench/gpu_env.sh && timeout 120 python3 bench/probes/capture_threads.py ;;
+    probe-rounding) source bench/gpu_env.sh flash && timeout 300 python3 bench/probes/rounding.py --json "$OUT/rounding.json" ;;
+    probe-request) source bench/gpu_env.sh && timeout 240 python3 bench/probes/request_timeline.py --json "$OUT/request-timeline.json" ;;
     probe-rss) bash bench/probes/gpu_rss_probe.sh ;;
     *) return 127 ;;
   esac

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Where one request's time goes in the engine, around the sampling steps (issue 16's single-request RTF).
 
-    python bench/probes/request_timeline.py [--json OUT]      # GPU machine, repo root, PYTHONPATH=src:bench
+    python bench/probes/request_timeline.py [--json OUT]      # GPU machine, repo root: bash bench/gpu.sh probe-request
 
 F5TTS_v1_Base size, random weights, fp16, NFE 32, Triton kernels on (as serving runs), a 5 s reference and
 10.2 s of speech, as bench/throughput.py. Three views of one request:

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The kernels' fp16 rounding against F5-TTS's on the GPU, the sampler's numerics per variant, rotation block sizes.
 
-    source bench/gpu_env.sh flash && PYTHONPATH=$PYTHONPATH:bench python3 bench/probes/rounding.py [--json OUT]
+    source bench/gpu_env.sh flash && python3 bench/probes/rounding.py [--json OUT]   # bash bench/gpu.sh probe-rounding
 
 F5TTS_v1_Base size, random weights, fp16, on CUDA:
 - per kernel, the share of elements bit-equal to F5-TTS's own modules in fp16 (ConvPositionEmbedding; the
@@ -17,10 +17,14 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from common import f5_reference, flash_attn_available, mean_rel_diff, report
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from common import f5_reference, flash_attn_available, mean_rel_diff, report  # noqa: E402
 
 
 
