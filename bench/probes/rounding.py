@@ -61,42 +61,47 @@ def main() -> int:
     def randn(*shape, scale=1.0):
         return (scale * torch.randn(*shape, device=device, generator=g)).to(dtype)
 
-    # 1. Each kernel against F5-TTS's own fp16 modules on this GPU.
-    bits: dict = {}
-    with torch.inference_mode():
-        x = randn(2, FRAMES, dim)
-        stock_conv = f5.modules.ConvPositionEmbedding(dim=dim, kernel_size=first_conv.kernel_size[0],
-                                                      groups=first_conv.groups).to(device, dtype)
-        stock_conv.load_state_dict(conv.state_dict())
-        expected = stock_conv(x) + x
-        dit.use_kernels(True)
-        bits["conv_mish"] = {"kernel": share_equal(conv.plus_input(x), expected)}
-        dit.use_kernels(False)
-        bits["conv_mish"]["pytorch"] = share_equal(conv.plus_input(x), expected)
+    # 1. Each kernel against F5-TTS's own fp16 modules on this GPU, with and without fused multiply-adds.
+    def bit_equality() -> dict:
+        bits: dict = {}
+        with torch.inference_mode():
+            x = randn(2, FRAMES, dim)
+            stock_conv = f5.modules.ConvPositionEmbedding(dim=dim, kernel_size=first_conv.kernel_size[0],
+                                                          groups=first_conv.groups).to(device, dtype)
+            stock_conv.load_state_dict(conv.state_dict())
+            expected = stock_conv(x) + x
+            dit.use_kernels(True)
+            bits["conv_mish"] = {"kernel": share_equal(conv.plus_input(x), expected)}
+            dit.use_kernels(False)
+            bits["conv_mish"]["pytorch"] = share_equal(conv.plus_input(x), expected)
 
-        y, gate, shift, scale = randn(2, FRAMES, dim), randn(dim), randn(dim), randn(dim, scale=0.3)
-        norm = torch.nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
-        residual = x + gate[None, None] * y  # f5_tts DiTBlock: x = x + gate.unsqueeze(1) * out
-        expected = norm(residual) * (1 + scale[None, None]) + shift[None, None]
-        stream = x.clone()
-        got = kernels.residual_norm(stream, y, gate, shift, scale)
-        one = dit_module.modulate(torch.addcmul(x, gate, y), shift[None, None], scale[None, None])
-        bits["residual_norm"] = {"kernel": share_equal(got, expected), "kernel_residual": share_equal(stream, residual),
-                                 "pytorch": share_equal(one, expected)}
+            y, gate, shift, scale = randn(2, FRAMES, dim), randn(dim), randn(dim), randn(dim, scale=0.3)
+            norm = torch.nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
+            residual = x + gate[None, None] * y  # f5_tts DiTBlock: x = x + gate.unsqueeze(1) * out
+            expected = norm(residual) * (1 + scale[None, None]) + shift[None, None]
+            stream = x.clone()
+            got = kernels.residual_norm(stream, y, gate, shift, scale)
+            one = dit_module.modulate(torch.addcmul(x, gate, y), shift[None, None], scale[None, None])
+            bits["residual_norm"] = {"kernel": share_equal(got, expected), "kernel_residual": share_equal(stream, residual),
+                                     "pytorch": share_equal(one, expected)}
 
-        from x_transformers.x_transformers import RotaryEmbedding as F5Rotary
-        from x_transformers.x_transformers import apply_rotary_pos_emb
+            from x_transformers.x_transformers import RotaryEmbedding as F5Rotary
+            from x_transformers.x_transformers import apply_rotary_pos_emb
 
-        qkv = randn(2, FRAMES, 3, heads, dim_head)
-        freqs, xscale = F5Rotary(dim_head).to(device, dtype).forward_from_seq_len(FRAMES)
-        expected_q = apply_rotary_pos_emb(qkv[:, :, 0].transpose(1, 2), freqs, xscale).transpose(1, 2)
-        rope = dit.rotary_embed.angles(FRAMES, dtype)
-        bits["rotate_qk_"] = {"pytorch": share_equal(rotate(qkv[:, :, 0], rope), expected_q)}
-        kernels.rotate_qk_(qkv, rope)
-        bits["rotate_qk_"]["kernel"] = share_equal(qkv[:, :, 0], expected_q)
-    out["bit_equal_to_f5"] = bits
-    print("bit-equal to F5-TTS's fp16 modules", bits, flush=True)
+            qkv = randn(2, FRAMES, 3, heads, dim_head)
+            freqs, xscale = F5Rotary(dim_head).to(device, dtype).forward_from_seq_len(FRAMES)
+            expected_q = apply_rotary_pos_emb(qkv[:, :, 0].transpose(1, 2), freqs, xscale).transpose(1, 2)
+            rope = dit.rotary_embed.angles(FRAMES, dtype)
+            bits["rotate_qk_"] = {"pytorch": share_equal(rotate(qkv[:, :, 0], rope), expected_q)}
+            kernels.rotate_qk_(qkv, rope)
+            bits["rotate_qk_"]["kernel"] = share_equal(qkv[:, :, 0], expected_q)
+        return bits
 
+    out["bit_equal_to_f5"] = {}
+    for fusion in (True, False):
+        kernels.LAUNCH["enable_fp_fusion"] = fusion
+        out["bit_equal_to_f5"][f"fp_fusion {fusion}"] = bits = bit_equality()
+        print("bit-equal to F5-TTS's fp16 modules, fp fusion", fusion, bits, flush=True)
     # 2. The sampler's numerics per variant.
     config = SamplingConfig()
     gen = torch.Generator().manual_seed(0)
@@ -137,7 +142,55 @@ def main() -> int:
     out["numerics_per_seed"] = {k: [float(f"{x:.3g}") for x in v] for k, v in diffs.items()}
     print("numerics", out["numerics_mean_rel_diff"], flush=True)
 
-    # 3. Rotation blocks.
+    # 3. Where one velocity evaluation first departs from F5-TTS's (PyTorch's kernels, then the Triton ones):
+    # every stage's share of bit-equal elements and mean relative difference, same inputs, t = 0.5.
+    stock_dit = cfm.transformer
+    for block in stock_dit.transformer_blocks:
+        block.attn.processor.attn_backend = "torch"
+    frames = FRAMES
+    noise = torch.randn(1, frames, 100, generator=torch.Generator().manual_seed(1)).to(device, dtype)
+    step_cond = torch.zeros(1, frames, 100, device=device, dtype=dtype)
+    step_cond[0, :REF_FRAMES] = cond
+    ids = text[None].to(device)
+    time = torch.tensor(0.5, device=device, dtype=dtype)
+
+    def capture(modules: dict) -> tuple[dict, list]:
+        seen: dict = {name: [] for name in modules}
+        handles = [module.register_forward_hook(lambda m, i, o, name=name: seen[name].append(o.clone()))
+                   for name, module in modules.items()]
+        return seen, handles
+
+    def stage_modules(d) -> dict:
+        return {"input_embed": d.input_embed, **{f"block {i}": b for i, b in enumerate(d.transformer_blocks)},
+                "proj_out": d.proj_out}
+
+    divergence: dict = {}
+    with torch.inference_mode():
+        stock_dit.clear_cache()
+        theirs, handles = capture(stage_modules(stock_dit))
+        stock_dit(x=noise, cond=step_cond, text=ids, time=time, cfg_infer=True, cache=False)
+        for h in handles:
+            h.remove()
+        for label, on in (("pytorch kernels", False), ("triton kernels", True)):
+            dit.use_kernels(on)
+            mine, handles = capture({"input_embed": dit.input_embed, "proj_out": dit.proj_out,
+                                     **({} if on else {f"block {i}": b for i, b in enumerate(dit.transformer_blocks)})})
+            text_cond = dit.text_embed(ids, seq_len=frames, drop_text=False)
+            text_uncond = dit.text_embed(ids, seq_len=frames, drop_text=True)
+            dit(noise, step_cond, text_cond, text_uncond, time, None, 2.0)  # the kernels update x in place: hooks clone
+            for h in handles:
+                h.remove()
+            row = {}
+            for name, outs in mine.items():
+                expected = torch.cat(theirs[name]) if len(theirs[name]) > 1 else theirs[name][0]
+                got = outs[0]
+                row[name] = [share_equal(got, expected), float(f"{mean_rel_diff(got.float(), expected.float()):.3g}")]
+            divergence[label] = row
+            print("divergence", label, {k: v for k, v in row.items() if k in ("input_embed", "block 0", "block 1",
+                                                                             "block 21", "proj_out")}, flush=True)
+    out["stage_bit_equal_and_rel_diff"] = divergence
+
+    # 4. Rotation blocks.
     timings: dict = {}
     for batch in ((2, 16) if device == "cuda" else ()):  # one request (a CFG pair), eight
         qkv = randn(batch, FRAMES, 3, heads, dim_head)

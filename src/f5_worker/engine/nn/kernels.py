@@ -38,6 +38,12 @@ __all__ = ["conv_mish", "conv_weight_for_kernel", "rotate_qk_", "residual_norm",
 TOLERANCE = 1e-2
 
 
+# Launch options of every kernel. No contraction of a product and a sum into one fused multiply-add: that
+# rounds once where F5-TTS's separate kernels round twice (``bench/probes/rounding.py`` measures the share of
+# elements bit-equal to F5-TTS's fp16 modules with and without it).
+LAUNCH = {"enable_fp_fusion": False}
+
+
 class KernelMismatch(RuntimeError):
     """A kernel's output differs from PyTorch's computation of the same thing on this GPU."""
 
@@ -95,7 +101,7 @@ def conv_mish(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, residua
     assert res.is_contiguous() and res.shape == x.shape
     grid = (triton.cdiv(frames, block_s), groups, batch)
     _conv_mish_kernel[grid](x, weight, bias, res, out, frames, CHANNELS=channels, GROUP=group, TAPS=taps,
-                            BLOCK_S=block_s, RESIDUAL=residual is not None, num_warps=num_warps)
+                            BLOCK_S=block_s, RESIDUAL=residual is not None, num_warps=num_warps, **LAUNCH)
     return out
 
 
@@ -124,7 +130,7 @@ def _rotate_kernel(qkv_ptr, rope_ptr, rows, seq_len, ROW: tl.constexpr, HEADS: t
 
 
 def rotate_qk_(qkv: torch.Tensor, rope: torch.Tensor, rotated_heads: int | None = None,
-               block_rows: int = 4, num_warps: int = 4) -> torch.Tensor:
+               block_rows: int = 2, num_warps: int = 4) -> torch.Tensor:
     """Turn q and k of qkv (batch, seq, 3, heads, dim_head), contiguous, in place by ``rope`` (seq, dim_head / 2),
     the unit complex numbers of ``RotaryEmbedding.angles``; ``rotated_heads``: the first heads only."""
     batch, seq_len, three, heads, dim_head = qkv.shape
@@ -134,7 +140,7 @@ def rotate_qk_(qkv: torch.Tensor, rope: torch.Tensor, rotated_heads: int | None 
     rows = batch * seq_len
     _rotate_kernel[(triton.cdiv(rows, block_rows),)](
         qkv, rope_real, rows, seq_len, ROW=3 * heads * dim_head, HEADS=heads, DIM_HEAD=dim_head, ROTATED=rotated,
-        UNITS=triton.next_power_of_2(2 * rotated), BLOCK_R=block_rows, num_warps=num_warps)
+        UNITS=triton.next_power_of_2(2 * rotated), BLOCK_R=block_rows, num_warps=num_warps, **LAUNCH)
     return qkv
 
 
@@ -176,7 +182,7 @@ def residual_norm(x: torch.Tensor, y: torch.Tensor | None, gate: torch.Tensor | 
     rows = x.numel() // dim
     _residual_norm_kernel[(rows,)](x, y if y is not None else x, gate if gate is not None else shift,
                                    shift.contiguous(), scale.contiguous(), out, eps, DIM=dim,
-                                   BLOCK=triton.next_power_of_2(dim), RESIDUAL=y is not None)
+                                   BLOCK=triton.next_power_of_2(dim), RESIDUAL=y is not None, **LAUNCH)
     return out
 
 
