@@ -80,7 +80,7 @@ def main() -> int:
 
     dit = engine.model.transformer
     # (object, attribute, phase): modules through their forward, which __call__ looks up on the instance
-    patches = [(engine.model.mel_spec, "forward", "reference mel"), (dit.text_embed, "forward", "text embedding (2 calls)"),
+    patches = [(engine.model.mel_spec, "forward", "reference mel"), (dit.text_embed, "both", "text embeddings"),
                (sampler_module._StepGraph, "run", "step graphs (32 replays)"), (engine.vocoder, "decode", "vocoder"),
                (engine.sampler, "sample", "sampler.sample"), (engine.batcher, "_run_batch", "batch on the GPU thread")]
     originals = [(obj, name, getattr(obj, name)) for obj, name, _ in patches]
@@ -92,11 +92,10 @@ def main() -> int:
         request(i)
     for obj, name, fn in originals:
         setattr(obj, name, fn)
-    phases = {name: round(statistics.median(values) * 1000 * (2 if "text" in name else 1), 2)
-              for name, values in spent.items()}  # text_embed: two calls per request, the median of one doubled
+    phases = {name: round(statistics.median(values) * 1000, 2) for name, values in spent.items()}
     part = phases.get  # no step graphs on the CPU
     phases["sampler.sample, rest"] = round(part("sampler.sample") - part("step graphs (32 replays)", 0)
-                                           - part("text embedding (2 calls)"), 2)
+                                           - part("text embeddings"), 2)
     phases["batch, rest"] = round(part("batch on the GPU thread") - part("sampler.sample") - part("vocoder")
                                   - part("reference mel"), 2)
     out["phases_ms"] = phases
@@ -115,11 +114,23 @@ def main() -> int:
             by_name[e.name][0] += e.device_time / 1000
             by_name[e.name][1] += 1
         gpu_ms = sum(v[0] for v in by_name.values())
+        # GPU idle time between the first kernel and the last: gaps between merged kernel intervals
+        spans = sorted((e.time_range.start, e.time_range.end, e.name) for e in kernels)
+        gaps, end = [], spans[0][1]
+        for start, stop, name in spans[1:]:
+            if start > end:
+                gaps.append((start - end, name))
+            end = max(end, stop)
+        gaps.sort(reverse=True)
         out["profile"] = {"wall_ms": round(wall * 1000, 2), "gpu_kernel_ms": round(gpu_ms, 2), "kernels": len(kernels),
+                          "gpu_span_ms": round((end - spans[0][0]) / 1000, 2),
+                          "gpu_idle_ms": round(sum(g for g, _ in gaps) / 1000, 2),
+                          "idle_gaps_over_20us": sum(1 for g, _ in gaps if g > 20),
+                          "largest_gaps": [{"us": round(g, 1), "before": name[:80]} for g, name in gaps[:12]],
                           "top": [{"kernel": name[:110], "ms": round(ms, 3), "calls": calls}
                                   for name, (ms, calls) in sorted(by_name.items(), key=lambda kv: -kv[1][0])[:40]]}
-        print("profile: wall", out["profile"]["wall_ms"], "ms, kernels", out["profile"]["gpu_kernel_ms"], "ms",
-              flush=True)
+        print("profile: wall", out["profile"]["wall_ms"], "ms, kernels", out["profile"]["gpu_kernel_ms"], "ms, GPU idle",
+              out["profile"]["gpu_idle_ms"], "ms of a", out["profile"]["gpu_span_ms"], "ms span", flush=True)
     report(out, args.json)
     engine.close()
     return 0

@@ -59,6 +59,26 @@ def test_a_lone_job_waits_at_most_the_window_for_company():
     assert time.monotonic() - started < 2  # alone: ran after the window, not after a hang
 
 
+def test_after_a_batch_of_one_a_lone_job_starts_without_waiting():
+    """Waiting for company pays while requests come together; one after another, it only adds latency."""
+    run = Recorder()
+    batcher = Batcher(run, max_batch=8, window_s=0.5)
+    started = time.monotonic()
+    batcher.submit(1).result(timeout=10)
+    assert time.monotonic() - started >= 0.5  # nothing known yet: it waited the window
+    started = time.monotonic()
+    batcher.submit(2).result(timeout=10)
+    assert time.monotonic() - started < 0.25  # alone after alone: at once
+    gate = blocked(batcher)
+    futures = [batcher.submit(i) for i in (3, 4)]
+    gate.set()
+    [f.result(timeout=10) for f in futures]
+    started = time.monotonic()
+    batcher.submit(5).result(timeout=10)
+    assert time.monotonic() - started >= 0.5  # after a batch with company, a lone job waits for more again
+    assert run.batches == [[1], [2], [3, 4], [5]]
+
+
 def test_jobs_arriving_one_after_another_keep_the_batch_open_up_to_four_windows():
     """Clients answered by one batch come back staggered (each prepares under the GIL): one batch again."""
     run = Recorder()

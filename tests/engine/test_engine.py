@@ -89,6 +89,18 @@ class TestSynthesis:
         assert len(pieces) >= len(chunks)
         np.testing.assert_array_equal(np.concatenate(pieces), engine.synthesize(voice, LONG_TEXT, params))
 
+    def test_a_voice_s_reference_mel_is_computed_once_and_reused(self, engine, voice, monkeypatch):
+        engine.batcher.call(engine._reference_mels.clear)
+        calls = []
+        mel_spec = engine.model.mel_spec
+        monkeypatch.setattr(mel_spec, "forward", lambda audio, forward=mel_spec.forward: calls.append(1) or forward(audio))
+        first = engine.synthesize(voice, "Same words twice.", SynthesisParams(seed=7, **FAST))
+        assert np.array_equal(engine.synthesize(voice, "Same words twice.", SynthesisParams(seed=7, **FAST)), first)
+        assert len(calls) == 1
+        other = engine.reference(tone(seconds=2.0, hz=330), "Another voice.")
+        engine.synthesize(other, "Same words twice.", SynthesisParams(seed=7, **FAST))
+        assert len(calls) == 2
+
     def test_speed_shortens_output(self, engine, voice):
         slow = engine.synthesize(voice, "A sentence of moderate length for timing.", SynthesisParams(seed=1, speed=0.7, **FAST))
         fast = engine.synthesize(voice, "A sentence of moderate length for timing.", SynthesisParams(seed=1, speed=1.5, **FAST))

@@ -98,6 +98,20 @@ def test_text_embedding_equals_f5_tts(models, vocab, per_request, drop_text):
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("per_request", [False, True])
+def test_both_text_embeddings_at_once_equal_f5_tts(models, vocab, per_request):
+    """Classifier-free guidance's two embeddings, with and without the text, from one doubled batch."""
+    theirs, ours = models
+    _x, _cond, text, mask = request_batch(len(vocab), tokens=(25, 45, 12))
+    seq_len = mask.sum(dim=1) if per_request else 40
+    with torch.inference_mode():
+        expected = [theirs.transformer.text_embed(text, seq_len=seq_len, drop_text=drop) for drop in (False, True)]
+        got = ours.transformer.text_embed.both(text, seq_len)
+    assert not torch.allclose(expected[0], expected[1])
+    for g, e in zip(got, expected):
+        torch.testing.assert_close(g, e, rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.parametrize("shared_time", [False, True])
 def test_a_block_equals_f5_tts_dit_block(models, shared_time):
     """A block with its own modulation per row, or one row of modulation for all (one time step for the batch)."""

@@ -3,7 +3,9 @@
 Callers ``submit`` a job and wait on the returned ``Future``. One thread takes the oldest
 job, waits up to ``window_s`` for more that can share its batch (equal ``key``), and hands
 up to ``max_batch`` of them to ``run_batch``; whatever arrives while a batch runs forms the
-next one, so batches grow with load and a lone request waits at most the window. Each job that
+next one, so batches grow with load and a lone request waits at most the window, and not at all when
+the batch before it was a lone job too (waiting for company pays only while requests come together;
+otherwise it adds the window to every request's latency). Each job that
 joins extends the wait by one window, up to ``WINDOWS_AT_MOST`` windows in all: clients answered
 together by one batch come back a few milliseconds apart (each prepares its next request under
 the GIL), and a fixed window would split them into two smaller batches that stay split.
@@ -67,6 +69,7 @@ class Batcher(Generic[J]):
         self._closed = False
         self.idle: Callable[[], bool] | None = None
         self.batches = 0  # batches run so far (for logs and tests)
+        self._last_batch_jobs = 0  # jobs in the last batch taken (0: none yet)
         self.batch_seconds = 0.0  # a moving average of how long a batch takes (0 until one has run)
         self._thread = threading.Thread(target=self._loop, name=f"f5-worker-{name}", daemon=True)
         self._thread.start()
@@ -144,7 +147,7 @@ class Batcher(Generic[J]):
             if first.key is _Call:
                 return batch
             opened = time.monotonic()
-            deadline = opened + self.window_s
+            deadline = opened + (0.0 if self._last_batch_jobs == 1 else self.window_s)
             size = first.size
             while len(batch) < self.max_batch:
                 joined = len(batch)
@@ -161,6 +164,7 @@ class Batcher(Generic[J]):
                 if len(batch) >= self.max_batch or left <= 0 or self._closed:
                     break
                 self._cond.wait(left)
+            self._last_batch_jobs = len(batch)
             return batch
 
     def _idle_once(self) -> bool:

@@ -16,7 +16,7 @@ import logging
 import random
 import threading
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import CancelledError, Future, TimeoutError, wait
 from dataclasses import asdict, dataclass
@@ -46,6 +46,7 @@ CPU_BATCH = 4  # with no GPU to measure, a small batch: the CPU gains little fro
 DEFAULT_GPU_BATCH = 8  # until measured: the best batch on the H100 and H200 (BENCHMARKS.md, ## Throughput)
 TARGET_RMS = 0.1  # infer_batch_process raises quieter references to this loudness, and lowers the output back
 MAX_FRAMES = 65536  # CFM.sample's cap on one sample's length
+REFERENCE_MELS_KEPT = 32  # voices whose reference mel stays on the GPU (least recently used go first)
 
 
 class Cancelled(Exception):
@@ -150,6 +151,7 @@ class Engine:
             self.vocoder = build_vocoder(config.model, config.files, device=self.device)
         self.dtype = next(self.model.parameters()).dtype
         self.attention = config.attention
+        self._reference_mels: OrderedDict[str, torch.Tensor] = OrderedDict()  # by voice, on the batcher's thread
         self.sampler = Sampler(self.model, backends=_sampler_backends(config.attention), cuda_graphs=config.cuda_graphs)
         default_batch = DEFAULT_GPU_BATCH if self.device.startswith("cuda") else CPU_BATCH
         self.batcher = Batcher(self._run_batch, max_batch=config.max_batch or default_batch,
@@ -245,13 +247,8 @@ class Engine:
     def _run_batch(self, chunks: list[_Chunk]) -> list[np.ndarray | BaseException]:
         """On the batcher's thread: reference mels, one sampling call, then the vocoder."""
         with torch.inference_mode():
-            mels_by_voice: dict[str, torch.Tensor] = {}
-            requests = []
-            for chunk in chunks:
-                if chunk.voice not in mels_by_voice:
-                    mel = self.model.mel_spec(chunk.audio.to(self.device)).permute(0, 2, 1)[0]
-                    mels_by_voice[chunk.voice] = mel.to(self.dtype)
-                requests.append(SampleRequest(mels_by_voice[chunk.voice], chunk.text, chunk.frames, chunk.seed))
+            requests = [SampleRequest(self._reference_mel(chunk), chunk.text, chunk.frames, chunk.seed)
+                        for chunk in chunks]
             mels = self.sampler.sample(requests, chunks[0].config)
             outcomes: list[np.ndarray | BaseException | None] = [None] * len(chunks)
             # Chunks whose generated parts are equally long go through the vocoder together (one call, the
@@ -270,6 +267,17 @@ class Engine:
                     for index in indices:
                         outcomes[index] = exc
         return outcomes
+
+    def _reference_mel(self, chunk: _Chunk) -> torch.Tensor:
+        """The reference's mel spectrogram on the GPU: computed once per voice while it stays in use (a voice's
+        requests, and the chunks of one, reuse it; it is ~0.1 MB)."""
+        mel = self._reference_mels.pop(chunk.voice, None)
+        if mel is None:
+            mel = self.model.mel_spec(chunk.audio.to(self.device)).permute(0, 2, 1)[0].to(self.dtype)
+            while len(self._reference_mels) >= REFERENCE_MELS_KEPT:
+                self._reference_mels.popitem(last=False)
+        self._reference_mels[chunk.voice] = mel
+        return mel
 
     def _chunk_waves(self, reference: Reference, pieces: list[str], params: SynthesisParams, seed: int,
                      cancelled: Callable[[], bool] | None, first_alone: bool = False) -> Iterator[np.ndarray]:

@@ -227,8 +227,7 @@ class Sampler:
 
         self.dit.set_attention(self._backends["batch" if mask is not None else "single"], masked=mask is not None)
         seq_len = frames if mask is None else lens
-        text_cond = self.dit.text_embed(text, seq_len=seq_len, drop_text=False)
-        text_uncond = self.dit.text_embed(text, seq_len=seq_len, drop_text=True)
+        text_cond, text_uncond = self.dit.text_embed.both(text, seq_len)
         t = timesteps(config, device, dtype)
 
         if mask is None and self.cuda_graphs:

@@ -149,6 +149,15 @@ class TextEmbedding(nn.Module):
 
     def forward(self, text: torch.Tensor, seq_len: int | torch.Tensor, drop_text: bool = False) -> torch.Tensor:
         """text (batch, tokens) ids, -1 padded; seq_len: frames, or each request's frames (batch,)."""
+        return self._embed(text, seq_len, (drop_text,))[0]
+
+    def both(self, text: torch.Tensor, seq_len: int | torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``forward(drop_text=False)`` and ``forward(drop_text=True)``, as one batch twice the size: classifier-free
+        guidance needs both, and the blocks' kernels launch once instead of twice."""
+        cond, uncond = self._embed(text, seq_len, (False, True))
+        return cond, uncond
+
+    def _embed(self, text: torch.Tensor, seq_len: int | torch.Tensor, drops: tuple[bool, ...]) -> tuple[torch.Tensor, ...]:
         text = text + 1  # 0 becomes the filler token, and the -1 padding becomes 0
         valid_pos_mask = None
         if torch.is_tensor(seq_len):
@@ -161,9 +170,10 @@ class TextEmbedding(nn.Module):
         if torch.is_tensor(seq_len):
             valid_pos_mask = torch.arange(max_seq_len, device=text.device)[None] < seq_len[:, None]
             text = text.masked_fill(~valid_pos_mask, 0)
-        text_mask = text == 0 if self.mask_padding else None
-        if drop_text:
-            text = torch.zeros_like(text)
+            valid_pos_mask = valid_pos_mask.repeat(len(drops), 1)
+        # The filler mask is the text's own, also where the text is dropped (F5-TTS takes it before the drop).
+        text_mask = (text == 0).repeat(len(drops), 1) if self.mask_padding else None
+        text = torch.cat([torch.zeros_like(text) if drop else text for drop in drops])
         text = self.text_embed(text)
         if valid_pos_mask is not None:
             text = text.masked_fill(~valid_pos_mask.unsqueeze(-1), 0.0)
@@ -179,7 +189,7 @@ class TextEmbedding(nn.Module):
                     text = block(text).masked_fill(filler, 0.0)
             else:
                 text = self.text_blocks(text)
-        return text
+        return text.chunk(len(drops))
 
 
 def conv_position_embedding(module: nn.Module, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
