@@ -93,8 +93,10 @@ def main() -> int:
     for obj, name, fn in originals:
         setattr(obj, name, fn)
     phases = {name: round(statistics.median(values) * 1000, 2) for name, values in spent.items()}
-    part = phases.get  # no step graphs on the CPU
-    phases["sampler.sample, rest"] = round(part("sampler.sample") - part("step graphs (32 replays)", 0)
+    def part(name):  # 0 for a phase that did not run (no step graphs on the CPU; a voice's mel is computed once)
+        return phases.get(name, 0.0)
+
+    phases["sampler.sample, rest"] = round(part("sampler.sample") - part("step graphs (32 replays)")
                                            - part("text embeddings"), 2)
     phases["batch, rest"] = round(part("batch on the GPU thread") - part("sampler.sample") - part("vocoder")
                                   - part("reference mel"), 2)
