@@ -148,16 +148,3 @@ def test_lens_to_mask_is_f5_tts():
     lengths = torch.tensor([3, 7, 1])
     assert torch.equal(lens_to_mask(lengths), f5.model_utils.lens_to_mask(lengths))
     assert torch.equal(lens_to_mask(lengths, 9), f5.model_utils.lens_to_mask(lengths, 9))
-
-
-@pytest.mark.parametrize("steps", [7, 32])
-def test_step_schedule_is_the_device_s_timesteps_as_host_numbers(steps):
-    """The graph path fills each step's time and size from host numbers: exactly the eager path's values."""
-    from f5_worker.engine.sampler import step_schedule, timesteps
-
-    config = SamplingConfig(steps=steps)
-    t = timesteps(config, "cpu", torch.float16)
-    times, sizes = step_schedule(config, "cpu", torch.float16)
-    assert len(times) == len(sizes) == steps
-    assert torch.equal(torch.tensor(times, dtype=torch.float16), t[:-1])
-    assert torch.equal(torch.tensor(sizes, dtype=torch.float16), t[1:] - t[:-1])

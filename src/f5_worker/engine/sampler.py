@@ -20,7 +20,6 @@ modules (``nn``), and changes what a server needs changed:
 
 from __future__ import annotations
 
-import functools
 import types
 from collections import OrderedDict
 from collections.abc import Mapping
@@ -128,25 +127,15 @@ class _StepGraph:
                 step()
         torch.cuda.current_stream(device).wait_stream(stream)
 
-    def run(self, x, cond, text_cond, text_uncond, schedule: tuple[tuple[float, ...], tuple[float, ...]]) -> torch.Tensor:
-        """Every step of ``schedule`` (``step_schedule``: times, step sizes) from x; returns the last x."""
+    def run(self, x, cond, text_cond, text_uncond, t: torch.Tensor) -> torch.Tensor:
         self.x.copy_(x), self.cond.copy_(cond)
         self.text_cond.copy_(text_cond), self.text_uncond.copy_(text_uncond)
-        for time, dt in zip(*schedule):
-            # Fills from host values, not copies from a device tensor: a device-to-device copy between two
-            # replays left the GPU idle ~0.3 ms per step on the H200 (bench/probes/request_timeline.py).
-            self.time.fill_(time)
-            self.dt.fill_(dt)
+        steps = t[1:] - t[:-1]
+        for i in range(len(t) - 1):
+            self.time.copy_(t[i])
+            self.dt.copy_(steps[i])
             self.graph.replay()
         return self.x.clone()
-
-
-@functools.lru_cache(maxsize=64)
-def step_schedule(config: SamplingConfig, device: str, dtype: torch.dtype) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """``timesteps`` as host numbers, each exactly as the device computes it in ``dtype``: the time of each step,
-    and its size (``t[i + 1] - t[i]``, rounded as in ``dtype``)."""
-    t = timesteps(config, device, dtype)
-    return tuple(t[:-1].tolist()), tuple((t[1:] - t[:-1]).tolist())
 
 
 class Sampler:
@@ -243,7 +232,7 @@ class Sampler:
 
         if mask is None and self.cuda_graphs:
             x = self._graph(batch, frames, text_cond.shape[-1], config.cfg_strength).run(
-                x, cond, text_cond, text_uncond, step_schedule(config, str(device), dtype))
+                x, cond, text_cond, text_uncond, t)
         else:
             for i in range(len(t) - 1):
                 v = velocity(self.dit, x, cond, text_cond, text_uncond, t[i], mask, config.cfg_strength)
