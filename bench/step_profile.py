@@ -151,7 +151,8 @@ def main() -> int:
         with torch.inference_mode():
             graph.x.copy_(x), graph.cond.copy_(cond)
             graph.text_cond.copy_(text_cond), graph.text_uncond.copy_(text_uncond)
-            graph.time.fill_(0.5), graph.dt.fill_(0.0)  # dt 0: replays leave x as it is
+            graph.conditioning.copy_(dit.time_conditioning(torch.tensor([0.5], device=device, dtype=dtype)))
+            graph.dt.fill_(0.0)  # dt 0: replays leave x as it is
         return graph, made
 
     made_inputs = {}

@@ -98,6 +98,21 @@ def test_text_embedding_equals_f5_tts(models, vocab, per_request, drop_text):
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
 
 
+def test_a_precomputed_time_conditioning_gives_the_same_velocity(models, vocab):
+    """The sampler computes each step's modulations once per schedule and passes them in instead of the time."""
+    _theirs, ours = models
+    dit = ours.transformer
+    x, cond, text, _mask = request_batch(len(vocab))
+    time = torch.tensor(0.37)
+    with torch.inference_mode():
+        text_cond, text_uncond = dit.text_embed.both(text, x.shape[1])
+        expected = dit(x, cond, text_cond, text_uncond, time, None, 2.0)
+        conditioning = dit.time_conditioning(time.reshape(1))
+        got = dit(x, cond, text_cond, text_uncond, None, None, 2.0, conditioning=conditioning)
+    assert conditioning.shape == (1, sum(lin.out_features for lin in dit._modulation_linears()))
+    assert torch.equal(got, expected)
+
+
 @pytest.mark.parametrize("per_request", [False, True])
 def test_both_text_embeddings_at_once_equal_f5_tts(models, vocab, per_request):
     """Classifier-free guidance's two embeddings, with and without the text, from one doubled batch."""
