@@ -11,8 +11,8 @@ NFE 32, cfg 2, sway -1; a 5 s reference and text that F5-TTS's duration rule mak
 - single_rtf: median seconds per request / seconds of audio, one request at a time (5 runs after warm-up);
 - per concurrency N: N client threads each send --rounds requests back to back, after two untimed rounds
   (CUDA graphs and allocations for the batch shapes: after one request alone, the batcher starts the next
-  job at once, so a first round of N clients runs as 1 + (N - 1), and the batch of N comes in the second); audio_s_per_gpu_s = audio made / wall time (the GPU
-  serves only this process); p50/p95 request latency.
+  job at once, so a first round of N clients runs as 1 + (N - 1), and the batch of N comes in the second);
+  audio_s_per_gpu_s = audio made / wall time (the GPU serves only this process); p50/p95 request latency.
 """
 
 from __future__ import annotations
