@@ -148,3 +148,19 @@ def test_lens_to_mask_is_f5_tts():
     lengths = torch.tensor([3, 7, 1])
     assert torch.equal(lens_to_mask(lengths), f5.model_utils.lens_to_mask(lengths))
     assert torch.equal(lens_to_mask(lengths, 9), f5.model_utils.lens_to_mask(lengths, 9))
+
+
+def test_the_device_schedule_hands_each_step_its_time_conditioning_and_size_in_turn():
+    """What every step graph reads: replays back to back advance through the steps with no work between them."""
+    from f5_worker.engine.sampler import _Schedule, timesteps
+
+    config = SamplingConfig(steps=7)
+    t = timesteps(config, "cpu", torch.float32)
+    rows = torch.arange(7.0)[:, None].expand(7, 3)  # stand-ins for time_conditioning rows
+    schedule = _Schedule(steps=8, width=3, dtype=torch.float32, device="cpu")
+    schedule.load((7, None), t, rows)
+    for i in range(7):
+        conditioning, size = schedule.step()
+        assert torch.equal(conditioning, rows[i:i + 1]) and torch.equal(size, (t[i + 1] - t[i]).reshape(1))
+    schedule.step()
+    assert int(schedule.index) == 0  # wraps at its capacity: replays past the end never read out of bounds

@@ -364,6 +364,11 @@ class DiT(nn.Module):
     def _modulation_linears(self) -> list[nn.Linear]:
         return [block.attn_norm.linear for block in self.transformer_blocks] + [self.norm_out.linear]
 
+    @property
+    def conditioning_width(self) -> int:
+        """The width of a ``time_conditioning`` row."""
+        return sum(lin.out_features for lin in self._modulation_linears())
+
     def time_conditioning(self, time: torch.Tensor) -> torch.Tensor:
         """All that a step takes from its time, one row per time (rows,): the time embedding through every
         block's modulation and the output's, side by side. ``forward(..., conditioning=...)`` takes it instead
@@ -442,7 +447,7 @@ class DiT(nn.Module):
             mask = torch.cat((mask, mask)) if mask is not None else None
         else:
             text = text_cond
-        *block_modulations, final = conditioning.split([lin.out_features for lin in self._modulation_linears()], dim=-1)
+        *block_modulations, final = conditioning.split([lin.out_features for lin in self._modulation_linears()], -1)
         h = self.input_embed(x, cond, text, mask)
         rope = self.rotary_embed.angles(seq_len, h.dtype)
         if self._kernels is not None and conditioning.shape[0] == 1:
