@@ -28,7 +28,7 @@ def main() -> int:
         while not stop.is_set():
             with torch.cuda.stream(stream):
                 x = torch.randn(1000 + n % 7, 1000, device="cuda")  # a new size now and then: real allocations
-                x @ x
+                x @ x.T
             stream.synchronize()
             n += 1
         print("other thread: iterations", n)
