@@ -25,9 +25,12 @@ def main() -> int:
 
     def other_thread():
         n, stream = 0, torch.cuda.Stream()
+        # Its own generator: the default CUDA generator is registered with every capture, and another thread
+        # drawing from it meanwhile fails ("Offset increment outside graph capture": seen on the H200).
+        generator = torch.Generator(device="cuda").manual_seed(0)
         while not stop.is_set():
             with torch.cuda.stream(stream):
-                x = torch.randn(1000 + n % 7, 1000, device="cuda")  # a new size now and then: real allocations
+                x = torch.randn(1000 + n % 7, 1000, device="cuda", generator=generator)  # new sizes: allocations
                 x @ x.T
             stream.synchronize()
             n += 1
