@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Every engine benchmark once on the CPU, tiny-random, few steps: catches a script the engine has moved away
-# from, without a GPU. Not timings to read. About 3-4 minutes on 2 cores; from the repo root:
+# from, without a GPU. Not timings to read. About 8 minutes on 2 cores (the rounding probe runs its kernels in
+# Triton's interpreter: ~3.5 of them); from the repo root:
 #
 #   bash bench/cpu_smoke.sh [NAME...]      (no argument: all; PYTHON defaults to .venv/bin/python)
 #
@@ -19,9 +20,12 @@ declare -A SMOKE=(
   [step_profile]="bench/step_profile.py --model tiny-random --device cpu --batches 1 --json $DIR/step_profile.json"
   [conv_probe]="bench/probes/conv_probe.py --device cpu --dim 64 --seqs 2 --runs 1 --json $DIR/conv_probe.json"
   [rss_probe]="bench/probes/gpu_rss_probe.py --model tiny-random --device cpu --jobs 20 --nfe 4"
+  [request_timeline]="bench/probes/request_timeline.py --model tiny-random --device cpu --json $DIR/request_timeline.json"
+  [rounding]="bench/probes/rounding.py --model tiny-random --device cpu --seeds 1 --frames 48 --json $DIR/rounding.json"
   [worker_check]="bench/gpu_worker_check.py"
 )
-ORDER=(synthesis sampler_speed new_lengths new_lengths_prewarmed throughput multi_gpu step_profile conv_probe rss_probe worker_check)
+ORDER=(synthesis sampler_speed new_lengths new_lengths_prewarmed throughput multi_gpu step_profile conv_probe rss_probe
+       request_timeline rounding worker_check)
 failed=0
 for name in "${@:-${ORDER[@]}}"; do
   [ -n "${SMOKE[$name]:-}" ] || { echo "unknown: $name (one of ${ORDER[*]})"; exit 2; }
