@@ -151,10 +151,10 @@ def main() -> int:
         with torch.inference_mode():
             graph.x.copy_(x), graph.cond.copy_(cond)
             graph.text_cond.copy_(text_cond), graph.text_uncond.copy_(text_uncond)
-            schedule = graph.schedule  # every step at t = 0.5 with size 0: replays leave x as it is
-            schedule.conditionings.copy_(dit.time_conditioning(torch.tensor([0.5], device=device, dtype=dtype)))
-            schedule.sizes.zero_()
-            schedule.loaded = None
+            steps = graph.step_inputs  # every step at t = 0.5 with size 0: replays leave x as it is
+            steps.conditionings.copy_(dit.time_conditioning(torch.tensor([0.5], device=device, dtype=dtype)))
+            steps.sizes.zero_()
+            steps.loaded = None
         return graph, made
 
     made_inputs = {}

@@ -150,17 +150,63 @@ def test_lens_to_mask_is_f5_tts():
     assert torch.equal(lens_to_mask(lengths, 9), f5.model_utils.lens_to_mask(lengths, 9))
 
 
-def test_the_device_schedule_hands_each_step_its_time_conditioning_and_size_in_turn():
+def test_the_step_inputs_hand_each_step_its_time_conditioning_and_size_in_turn():
     """What every step graph reads: replays back to back advance through the steps with no work between them."""
-    from f5_worker.engine.sampler import _Schedule, timesteps
+    from f5_worker.engine.sampler import _StepInputs, timesteps
 
     config = SamplingConfig(steps=7)
     t = timesteps(config, "cpu", torch.float32)
     rows = torch.arange(7.0)[:, None].expand(7, 3)  # stand-ins for time_conditioning rows
-    schedule = _Schedule(steps=8, width=3, dtype=torch.float32, device="cpu")
-    schedule.load((7, None), t, rows)
+    inputs = _StepInputs(steps=8, width=3, dtype=torch.float32, device="cpu")
+    inputs.load((7, None), t, rows)
     for i in range(7):
-        conditioning, size = schedule.step()
+        conditioning, size = inputs.step()
         assert torch.equal(conditioning, rows[i:i + 1]) and torch.equal(size, (t[i + 1] - t[i]).reshape(1))
-    schedule.step()
-    assert int(schedule.index) == 0  # wraps at its capacity: replays past the end never read out of bounds
+    inputs.step()
+    assert int(inputs.index) == 0  # wraps at its capacity: replays past the end never read out of bounds
+
+
+class _NoCapture:
+    """Stands in for torch.cuda's stream and graph calls on the CPU: the capture runs the step once, as the
+    eager warm-up before it does, and a replay runs it again (``_StepGraph.step``)."""
+
+    def __init__(self, *args, **kwargs):
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def wait_stream(self, stream):
+        pass
+
+
+def test_the_step_graph_path_equals_the_eager_loop(model, reference, monkeypatch):
+    """The graph path's own logic (the step inputs it reads on the device, one capture per shape, the buffers
+    grown for a longer schedule) on the CPU, with the CUDA graph replaced by the step it would record."""
+    from f5_worker.engine import sampler as sampler_module
+
+    for name in ("Stream", "stream", "graph"):
+        monkeypatch.setattr(torch.cuda, name, _NoCapture)
+    monkeypatch.setattr(torch.cuda, "current_stream", lambda device=None: _NoCapture())
+    monkeypatch.setattr(torch.cuda, "CUDAGraph", _NoCapture)
+    made = sampler_module._StepGraph.__init__
+
+    def init(self, *args, **kwargs):
+        made(self, *args, **kwargs)
+        self.graph.replay = self.step
+
+    monkeypatch.setattr(sampler_module._StepGraph, "__init__", init)
+    eager = Sampler(model, cuda_graphs=False)
+    graphs = Sampler(model, cuda_graphs=False, max_graphs=4)
+    graphs.cuda_graphs = True
+    for steps, frames in ((6, 150), (6, 150), (9, 160), (40, 150)):  # again; another length; more steps than fit
+        config = SamplingConfig(steps=steps, cfg_strength=2.0, sway_sampling_coef=-1.0)
+        requests = [request(reference, frames, seed) for seed in (1, 2)]
+        expected = eager.sample(requests, config)
+        got = graphs.sample(requests, config)
+        for g, e in zip(got, expected):
+            assert torch.equal(g, e)
+    assert graphs._step_inputs.capacity == 40 and len(graphs._graphs) == 1  # grown: the older graphs forgotten

@@ -100,8 +100,8 @@ def velocity(dit, x, cond, text_cond, text_uncond, time, mask, cfg_strength, con
     return dit(x, cond, text_cond, text_uncond, time, mask, cfg_strength, conditioning=conditioning)
 
 
-class _Schedule:
-    """The schedule being sampled, on the device, where every step graph reads it: each step's time conditioning
+class _StepInputs:
+    """What every step graph reads of the schedule being sampled, on the device: each step's time conditioning
     and size, and which step comes next (each replay advances it), so the replays of one batch run back to
     back with no copy between them. Measured on the H200 (bench/probes/request_timeline.py, one request): the
     32 replays took 118.6 ms, against 120.4 ms with two copies before each (runs on two machines); the ~17 ms
@@ -133,19 +133,19 @@ class _Schedule:
 
 class _StepGraph:
     """One Euler step, ``x += dt * velocity(x, t)``, captured for one (batch, length) shape; t and dt from the
-    sampler's ``_Schedule``."""
+    sampler's ``_StepInputs``."""
 
-    def __init__(self, dit, schedule: _Schedule, batch: int, frames: int, n_mels: int, text_dim: int,
+    def __init__(self, dit, step_inputs: _StepInputs, batch: int, frames: int, n_mels: int, text_dim: int,
                  cfg_strength: float, dtype, device, pool):
         def empty(*shape):
             return torch.zeros(*shape, device=device, dtype=dtype)
 
         self.x, self.cond = empty(batch, frames, n_mels), empty(batch, frames, n_mels)
         self.text_cond, self.text_uncond = empty(batch, frames, text_dim), empty(batch, frames, text_dim)
-        self.schedule = schedule
+        self.step_inputs = step_inputs
 
-        def step():
-            conditioning, dt = schedule.step()
+        def step():  # also what tests/engine/test_sampler.py replays where it stands in for CUDA graphs on the CPU
+            conditioning, dt = step_inputs.step()
             v = velocity(dit, self.x, self.cond, self.text_cond, self.text_uncond, None, None, cfg_strength,
                          conditioning=conditioning)
             self.x.add_(dt * v)
@@ -162,12 +162,13 @@ class _StepGraph:
             with torch.cuda.graph(self.graph, pool=pool, stream=stream, capture_error_mode="thread_local"):
                 step()
         torch.cuda.current_stream(device).wait_stream(stream)
+        self.step = step
 
     def run(self, x, cond, text_cond, text_uncond, steps: int) -> torch.Tensor:
         """The first ``steps`` steps of the loaded schedule from x, replayed back to back; returns the last x."""
         self.x.copy_(x), self.cond.copy_(cond)
         self.text_cond.copy_(text_cond), self.text_uncond.copy_(text_uncond)
-        self.schedule.index.zero_()
+        self.step_inputs.index.zero_()
         for _ in range(steps):
             self.graph.replay()
         return self.x.clone()
@@ -199,7 +200,7 @@ class Sampler:
         self.max_graphs = max_graphs or 0
         self._graphs: OrderedDict[tuple, _StepGraph] = OrderedDict()
         self._schedules: OrderedDict[tuple, tuple[torch.Tensor, torch.Tensor]] = OrderedDict()  # see _schedule
-        self._steps: _Schedule | None = None  # the schedule the step graphs read (_device_schedule)
+        self._step_inputs: _StepInputs | None = None  # what the step graphs read (_step_inputs_for)
         self._pool = torch.cuda.graph_pool_handle() if self.cuda_graphs else None
         self.split_mixed = False  # requests of different lengths: one masked batch, or equal-length groups
 
@@ -268,8 +269,7 @@ class Sampler:
         t, conditionings = self._schedule(config)
 
         if mask is None and self.cuda_graphs:
-            schedule = self._device_schedule(len(t) - 1, self.dit.conditioning_width)
-            schedule.load((config.steps, config.sway_sampling_coef), t, conditionings)
+            self._step_inputs_for(len(t) - 1).load((config.steps, config.sway_sampling_coef), t, conditionings)
             x = self._graph(batch, frames, text_cond.shape[-1], config.cfg_strength).run(
                 x, cond, text_cond, text_uncond, len(t) - 1)
         else:
@@ -293,13 +293,14 @@ class Sampler:
         self._schedules[key] = schedule
         return schedule
 
-    def _device_schedule(self, steps: int, width: int) -> _Schedule:
-        """The schedule buffers the step graphs read, with room for ``steps`` (made larger, graphs forgotten, when
-        a schedule needs more: F5-TTS's 32 steps fit the first)."""
-        if self._steps is None or self._steps.capacity < steps:
+    def _step_inputs_for(self, steps: int) -> _StepInputs:
+        """What the step graphs read, with room for ``steps`` (made larger, graphs forgotten, when a schedule
+        needs more: F5-TTS's 32 steps fit the first)."""
+        if self._step_inputs is None or self._step_inputs.capacity < steps:
             self.forget_graphs()  # they read the old buffers
-            self._steps = _Schedule(max(steps, params.NFE_STEP), width, self.dtype, self.device)
-        return self._steps
+            self._step_inputs = _StepInputs(max(steps, params.NFE_STEP), self.dit.conditioning_width, self.dtype,
+                                            self.device)
+        return self._step_inputs
 
     def has_graph(self, batch: int, frames: int, cfg_strength: float) -> bool:
         return (batch, frames, cfg_strength) in self._graphs
@@ -308,9 +309,8 @@ class Sampler:
         key = (batch, frames, cfg_strength)
         graph = self._graphs.pop(key, None)
         if graph is None:
-            schedule = self._device_schedule(params.NFE_STEP, self.dit.conditioning_width)
-            graph = _StepGraph(self.dit, schedule, batch, frames, self.n_mels, text_dim, cfg_strength,
-                               self.dtype, self.device, self._pool)
+            graph = _StepGraph(self.dit, self._step_inputs_for(params.NFE_STEP), batch, frames, self.n_mels, text_dim,
+                               cfg_strength, self.dtype, self.device, self._pool)
             while len(self._graphs) >= self.max_graphs:
                 self._graphs.popitem(last=False)
         self._graphs[key] = graph
