@@ -274,7 +274,7 @@ class Settings:
     concurrency: int = 0  # jobs one worker takes at once; 0: auto, as many as the engine batches
     max_batch: int = 0  # text chunks sampled in one batch at most; 0: auto, measured on the GPU at start
     gpus: str = "all"  # GPUs to serve on, one engine each: "all", a count ("2"), indices ("0,2"; "1,": GPU 1 alone)
-    batch_window_ms: float = DEFAULT_BATCH_WINDOW_MS  # how long a lone chunk waits for others to batch with
+    batch_window_ms: float = DEFAULT_BATCH_WINDOW_MS  # how long a lone chunk waits for others (engine.batcher)
     streaming: bool = False  # the RunPod handler yields audio chunk by chunk
     max_text_chars: int = DEFAULT_MAX_TEXT_CHARS
     max_ref_bytes: int = DEFAULT_MAX_REF_BYTES
