@@ -8,6 +8,7 @@ F5TTS_v1_Base size, random weights, fp16, NFE 32, Triton kernels on (as serving 
 - whole request, median of 5, at batcher windows of 5 ms (the default) and 2 ms and 0;
 - phases on the batcher's thread, each timed between two synchronisations (median of 5): reference mel,
   text embeddings, the step-graph replays, the vocoder, and what remains of the batch;
+- the request's step graph alone: 32 replays back to back, and each timed by itself;
 - a profile of one request: GPU kernel time by kernel, and GPU time against wall time.
 """
 
@@ -104,6 +105,28 @@ def main() -> int:
     print("phases (ms, synchronised)", phases, flush=True)
 
     if cuda:
+        # The request's own step graph alone: 32 replays back to back (as step_profile.py times a step), then
+        # each replay between two events (is any step slower, the first ones for instance?).
+        graph = next(reversed(engine.sampler._graphs.values()))  # the most recently used: this request's shape
+
+        def replays(n: int, each: bool) -> list[float]:
+            events = [torch.cuda.Event(enable_timing=True) for _ in range(n + 1 if each else 2)]
+            torch.cuda.synchronize()
+            events[0].record()
+            for i in range(n):
+                graph.graph.replay()
+                if each:
+                    events[i + 1].record()
+            if not each:
+                events[1].record()
+            torch.cuda.synchronize()
+            return [a.elapsed_time(b) for a, b in zip(events, events[1:])]
+
+        replays(32, False)
+        out["step_graph_alone_ms"] = {"32 back to back": round(replays(32, False)[0], 2),
+                                      "each of 32": [round(ms, 3) for ms in replays(32, True)]}
+        print("step graph alone", out["step_graph_alone_ms"]["32 back to back"], "ms for 32", flush=True)
+
         from torch.profiler import ProfilerActivity, profile
 
         with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
