@@ -22,10 +22,11 @@ declare -A SMOKE=(
   [rss_probe]="bench/probes/gpu_rss_probe.py --model tiny-random --device cpu --jobs 20 --nfe 4"
   [request_timeline]="bench/probes/request_timeline.py --model tiny-random --device cpu --json $DIR/request_timeline.json"
   [rounding]="bench/probes/rounding.py --model tiny-random --device cpu --seeds 1 --frames 48 --json $DIR/rounding.json"
+  [prelude_graphs]="bench/probes/prelude_graphs.py --model tiny-random --device cpu --json $DIR/prelude_graphs.json"
   [worker_check]="bench/gpu_worker_check.py"
 )
 ORDER=(synthesis sampler_speed new_lengths new_lengths_prewarmed throughput multi_gpu step_profile conv_probe rss_probe
-       request_timeline rounding worker_check)
+       request_timeline rounding prelude_graphs worker_check)
 failed=0
 for name in "${@:-${ORDER[@]}}"; do
   [ -n "${SMOKE[$name]:-}" ] || { echo "unknown: $name (one of ${ORDER[*]})"; exit 2; }

@@ -33,6 +33,7 @@ SUITES=(
   "probe-capture|bench/probes/capture_threads.py: step-graph captures while another thread uses the GPU (probe)"
   "probe-rounding|bench/probes/rounding.py: the kernels bit for bit against F5-TTS's fp16 modules, numerics per variant"
   "probe-request|bench/probes/request_timeline.py: one request's time in the engine, phase by phase, and its profile"
+  "probe-prelude|bench/probes/prelude_graphs.py: a request's text embeddings and vocoder, eager vs CUDA graph (not run yet)"
   "probe-rss|bench/probes/gpu_rss_probe.sh: where host memory grew per job with the first engine (probe)"
 )
 
@@ -59,6 +60,7 @@ run_suite() {
     probe-capture) source bench/gpu_env.sh && timeout 120 python3 bench/probes/capture_threads.py ;;
     probe-rounding) source bench/gpu_env.sh flash && timeout 300 python3 bench/probes/rounding.py --json "$OUT/rounding.json" ;;
     probe-request) source bench/gpu_env.sh && timeout 240 python3 bench/probes/request_timeline.py --json "$OUT/request-timeline.json" ;;
+    probe-prelude) source bench/gpu_env.sh && timeout 240 python3 bench/probes/prelude_graphs.py --json "$OUT/prelude-graphs.json" ;;
     probe-rss) bash bench/probes/gpu_rss_probe.sh ;;
     *) return 127 ;;
   esac
