@@ -40,6 +40,12 @@ def text_for(seconds: float) -> str:
     return words[:n].rstrip() + "."
 
 
+def reference_voice(engine):
+    """The benchmarks' reference: REF_S seconds of seeded noise, with REF_TEXT as what it says."""
+    rng = np.random.default_rng(0)
+    return engine.reference((0.1 * rng.standard_normal(int(REF_S * SR))).astype(np.float32), REF_TEXT.strip())
+
+
 def rss_mib() -> float:
     for line in open("/proc/self/status"):
         if line.startswith("VmRSS:"):
@@ -83,8 +89,7 @@ def main() -> int:
         engine.start_background()
         while engine.pending:
             time.sleep(0.1)
-    rng = np.random.default_rng(0)
-    voice = engine.reference((0.1 * rng.standard_normal(int(REF_S * SR))).astype(np.float32), REF_TEXT.strip())
+    voice = reference_voice(engine)
     cuda = args.device == "cuda"
     out: dict = {"gpu": torch.cuda.get_device_name() if cuda else "cpu", "torch": torch.__version__, "model": args.model,
                  "weights": "random", "nfe": args.nfe, "ref_s": REF_S, "lengths": args.lengths,

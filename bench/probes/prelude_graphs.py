@@ -19,12 +19,11 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from common import report  # noqa: E402
-from throughput import REF_S, REF_TEXT, SR, text_for  # noqa: E402
+from throughput import reference_voice, text_for  # noqa: E402
 
 
 def main() -> int:
@@ -38,8 +37,7 @@ def main() -> int:
 
     cuda = args.device == "cuda"
     engine = Engine(EngineConfig(model=args.model, files=ModelFiles(), max_batch=1, device=args.device))
-    rng = np.random.default_rng(0)
-    voice = engine.reference((0.1 * rng.standard_normal(int(REF_S * SR))).astype(np.float32), REF_TEXT.strip())
+    voice = reference_voice(engine)
     chunk = engine._prepare(voice, text_for(10.0), SynthesisParams(seed=0), seed=0)
     dit, device, dtype = engine.model.transformer, engine.device, engine.dtype
     ids = chunk.text[None].to(device)

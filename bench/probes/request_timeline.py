@@ -21,12 +21,11 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from common import report  # noqa: E402
-from throughput import REF_S, REF_TEXT, SR, text_for  # noqa: E402
+from throughput import reference_voice, text_for  # noqa: E402
 
 
 def main() -> int:
@@ -44,8 +43,7 @@ def main() -> int:
     engine.warm_up()
     out: dict = {"gpu": torch.cuda.get_device_name() if cuda else "cpu", "torch": torch.__version__,
                  "model": args.model, "kernels": engine.enable_kernels()}
-    rng = np.random.default_rng(0)
-    voice = engine.reference((0.1 * rng.standard_normal(int(REF_S * SR))).astype(np.float32), REF_TEXT.strip())
+    voice = reference_voice(engine)
 
     def sync():
         if cuda:
