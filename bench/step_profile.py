@@ -127,7 +127,6 @@ def main() -> int:
     config = SamplingConfig()
     generator = torch.Generator().manual_seed(0)
     text = torch.randint(0, 2000, (1, 160), generator=generator).to(device)
-    text_dim = dit.text_embed.text_dim
 
     def inputs(batch, frames=FRAMES):
         g = torch.Generator().manual_seed(batch)
@@ -144,13 +143,13 @@ def main() -> int:
         common.sync(device)
         began = time.perf_counter()
         with torch.inference_mode():
-            graph = sampler._graph(batch, frames, text_dim, config.cfg_strength)
+            graph = sampler._graph(batch, frames, config.cfg_strength)
         common.sync(device)
         made = time.perf_counter() - began
         x, cond, text_cond, text_uncond = inputs(batch, frames)
         with torch.inference_mode():
-            graph.x.copy_(x), graph.cond.copy_(cond)
-            graph.text_cond.copy_(text_cond), graph.text_uncond.copy_(text_uncond)
+            graph.x.copy_(x)
+            graph.inputs.copy_(dit.flow_inputs(x, cond, torch.cat((text_cond, text_uncond))))
             steps = graph.step_inputs  # every step at t = 0.5 with size 0: replays leave x as it is
             steps.conditionings.copy_(dit.time_conditioning(torch.tensor([0.5], device=device, dtype=dtype)))
             steps.sizes.zero_()
@@ -229,11 +228,12 @@ def main() -> int:
         out["mel_ms"] = round(common.timed(lambda: model.mel_spec(audio), 10, device)[0] * 1000, 3)
     print("vocoder_ms", out["vocoder_ms"], "mel_ms", out["mel_ms"], flush=True)
 
-    plain_velocity = sampler_module.velocity
+    plain_velocity, plain_flow = sampler_module.velocity, sampler_module.flow_rows
     for mode in [m for m in args.compile.split(",") if m]:
         torch._dynamo.reset()
         began = time.perf_counter()
-        sampler_module.velocity = torch.compile(plain_velocity, dynamic=mode == "dynamic")
+        sampler_module.velocity = torch.compile(plain_velocity, dynamic=mode == "dynamic")  # the eager step's
+        sampler_module.flow_rows = torch.compile(plain_flow, dynamic=mode == "dynamic")  # the graph step's
         row = {"wrap_s": round(time.perf_counter() - began, 2)}
         try:
             sampler = Sampler(model, cuda_graphs=cuda)
@@ -257,7 +257,7 @@ def main() -> int:
             row["error"] = f"{type(error).__name__}: {str(error)[:400]}"
             print("compile", mode, "failed:", row["error"], flush=True)
         finally:
-            sampler_module.velocity = plain_velocity
+            sampler_module.velocity, sampler_module.flow_rows = plain_velocity, plain_flow
         out[f"compile_{mode}"] = row
 
     common.report(out, args.json)

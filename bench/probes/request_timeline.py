@@ -7,8 +7,9 @@ F5TTS_v1_Base size, random weights, fp16, NFE 32, Triton kernels on (as serving 
 10.2 s of speech, as bench/throughput.py. Three views of one request:
 - whole request, median of 5, at batcher windows of 5 ms (the default) and 2 ms and 0;
 - phases on the batcher's thread, each timed between two synchronisations (median of 5): reference mel,
-  text embeddings, the step-graph replays, the vocoder, and what remains of the batch;
-- the request's step graph alone: 32 replays back to back, and each timed by itself;
+  text embeddings (on the GPU: in a graph before the step graphs), the step-graph replays, the vocoder, and what remains of the batch;
+- the request's step graph alone: 32 replays back to back, and each timed by itself; then in step_profile.py's
+  setting, at 1406 frames, and the attention alone at both lengths;
 - a profile of one request: GPU kernel time by kernel, and GPU time against wall time.
 """
 
@@ -80,7 +81,7 @@ def main() -> int:
     dit = engine.model.transformer
     # (object, attribute, phase): modules through their forward, which __call__ looks up on the instance
     patches = [(engine.model.mel_spec, "forward", "reference mel"), (dit.text_embed, "both", "text embeddings"),
-               (sampler_module._StepGraph, "run", "step graphs (32 replays)"), (engine.vocoder, "decode", "vocoder"),
+               (sampler_module._StepGraph, "run", "graphs: text embeddings, 32 steps"), (engine.vocoder, "decode", "vocoder"),
                (engine.sampler, "sample", "sampler.sample"), (engine.batcher, "_run_batch", "batch on the GPU thread")]
     originals = [(obj, name, getattr(obj, name)) for obj, name, _ in patches]
     for obj, name, phase in patches:
@@ -95,7 +96,7 @@ def main() -> int:
     def part(name):  # 0 for a phase that did not run (no step graphs on the CPU; a voice's mel is computed once)
         return phases.get(name, 0.0)
 
-    phases["sampler.sample, rest"] = round(part("sampler.sample") - part("step graphs (32 replays)")
+    phases["sampler.sample, rest"] = round(part("sampler.sample") - part("graphs: text embeddings, 32 steps")
                                            - part("text embeddings"), 2)
     phases["batch, rest"] = round(part("batch on the GPU thread") - part("sampler.sample") - part("vocoder")
                                   - part("reference mel"), 2)
@@ -124,6 +125,37 @@ def main() -> int:
         out["step_graph_alone_ms"] = {"32 back to back": round(replays(32, False)[0], 2),
                                       "each of 32": [round(ms, 3) for ms in replays(32, True)]}
         print("step graph alone", out["step_graph_alone_ms"]["32 back to back"], "ms for 32", flush=True)
+
+        # step_profile.py measured this step at 3.47 ms (1406 frames, every replay at t = 0.5 with size 0, random
+        # inputs); the request's replays at ~3.7. The same graph in step_profile's setting, then a 1406-frame graph
+        # in it, then the attention alone at both lengths: which of setting, length or kernel makes the difference?
+        steps = graph.step_inputs
+        saved = steps.conditionings.clone(), steps.sizes.clone()
+        with torch.inference_mode():
+            steps.conditionings.copy_(dit.time_conditioning(torch.tensor([0.5], device="cuda", dtype=engine.dtype)))
+            steps.sizes.zero_()
+            setting = {"request's graph, step_profile's setting": round(replays(32, False)[0] / 32, 3)}
+            other = engine.sampler._graph(1, 1406, SynthesisParams.cfg_strength)
+            other.x.normal_(), other.inputs.normal_()
+            graph = other
+            replays(8, False)
+            setting["1406 frames, step_profile's setting"] = round(replays(32, False)[0] / 32, 3)
+            for frames in (1406, 1408):
+                q, k, v = (torch.randn(2, frames, 16, 64, device="cuda", dtype=engine.dtype).transpose(1, 2)
+                           for _ in range(3))
+                for _ in range(3):
+                    torch.nn.functional.scaled_dot_product_attention(q, k, v)
+                events = [torch.cuda.Event(enable_timing=True) for _ in range(2)]
+                events[0].record()
+                for _ in range(100):
+                    torch.nn.functional.scaled_dot_product_attention(q, k, v)
+                events[1].record()
+                torch.cuda.synchronize()
+                setting[f"attention alone, {frames} frames"] = round(events[0].elapsed_time(events[1]) / 100, 4)
+            steps.conditionings.copy_(saved[0]), steps.sizes.copy_(saved[1])
+            steps.loaded = None
+        out["step_ms_by_setting"] = setting
+        print("step by setting (ms)", setting, flush=True)
 
         from torch.profiler import ProfilerActivity, profile
 

@@ -119,7 +119,7 @@ def test_velocity_with_kernels_equals_without(kernels, dit, masked):
 
 def test_check_compares_every_kernel_with_pytorch(kernels, dit):
     report = kernels.check(dit)
-    assert set(report) == {"residual_norm", "rotate_qk_", "conv_mish"} and max(report.values()) < 1e-4
+    assert set(report) == {"residual_norm", "rotate_qk_", "guided_euler_", "conv_mish"} and max(report.values()) < 1e-4
 
 
 def test_check_names_the_kernel_that_differs(kernels, dit, monkeypatch):
@@ -155,6 +155,19 @@ def test_residual_norm_rounds_as_f5_tts_blocks_do(kernels):
     assert torch.equal(x, expected_x)  # the residual stream, updated in place
     # the norm's statistics are summed in another order than PyTorch's: a rare last-bit difference
     assert share_equal(got, expected) > 0.99 and ulps(got, expected).max() <= 1
+
+
+def test_guided_euler_step_rounds_as_cfm_does(kernels):
+    x, out = randn(2, 70, 100, seed=11).half(), randn(4, 70, 100, seed=12).half()
+    dt = torch.tensor([0.0123], dtype=torch.float16)
+    # f5_tts/model/cfm.py, CFM.sample's fn: pred + (pred - null_pred) * cfg_strength; then the Euler step
+    pred, null_pred = out.chunk(2)
+    expected = x + dt * (pred + (pred - null_pred) * 2.0)
+    one_rounding = (x.float() + dt.float() * (pred.float() + (pred.float() - null_pred.float()) * 2.0)).half()
+    assert share_equal(one_rounding, expected) < 0.99  # what this test tells apart
+
+    got = kernels.guided_euler_(x, out, dt, 2.0)
+    assert got is x and torch.equal(x, expected)
 
 
 def test_rotation_rounds_as_x_transformers_does(kernels):

@@ -183,9 +183,9 @@ class _NoCapture:
         pass
 
 
-def test_the_step_graph_path_equals_the_eager_loop(model, reference, monkeypatch):
-    """The graph path's own logic (the step inputs it reads on the device, one capture per shape, the buffers
-    grown for a longer schedule) on the CPU, with the CUDA graph replaced by the step it would record."""
+@pytest.fixture
+def graphs_on_cpu(monkeypatch):
+    """The graph path on the CPU: the CUDA graphs replaced by the steps they would record."""
     from f5_worker.engine import sampler as sampler_module
 
     for name in ("Stream", "stream", "graph"):
@@ -196,9 +196,14 @@ def test_the_step_graph_path_equals_the_eager_loop(model, reference, monkeypatch
 
     def init(self, *args, **kwargs):
         made(self, *args, **kwargs)
-        self.graph.replay = self.step
+        self.prelude.replay, self.graph.replay = self.embed, self.step
 
     monkeypatch.setattr(sampler_module._StepGraph, "__init__", init)
+
+
+def test_the_step_graph_path_equals_the_eager_loop(model, reference, graphs_on_cpu):
+    """The graph path's own logic (the text embedded into the step's input rows once, the step inputs it reads
+    on the device, one capture per shape, the buffers grown for a longer schedule) on the CPU."""
     eager = Sampler(model, cuda_graphs=False)
     graphs = Sampler(model, cuda_graphs=False, max_graphs=4)
     graphs.cuda_graphs = True
@@ -210,3 +215,21 @@ def test_the_step_graph_path_equals_the_eager_loop(model, reference, monkeypatch
         for g, e in zip(got, expected):
             assert torch.equal(g, e)
     assert graphs._step_inputs.capacity == 40 and len(graphs._graphs) == 1  # grown: the older graphs forgotten
+
+
+def test_a_step_graph_ends_in_the_guided_euler_kernel_while_the_model_uses_kernels(model):
+    """The step graph's Euler step (``euler_step_``) with the Triton kernels on (in their interpreter) equals the
+    eager loop's ``x + dt * velocity``; tests/engine/test_kernels.py holds the kernel to CFM's fp16 rounding."""
+    from f5_worker.engine.sampler import euler_step_
+
+    dit = model.transformer
+    g = torch.Generator().manual_seed(3)
+    x, out, dt = torch.randn(2, 40, 100, generator=g), torch.randn(4, 40, 100, generator=g), torch.tensor([0.07])
+    expected = x + dt * dit.guide(out, 2.0)
+    dit.use_kernels(True)
+    try:
+        assert dit.kernels is not None
+        euler_step_(dit, x, out, dt, 2.0)
+    finally:
+        dit.use_kernels(False)
+    assert torch.equal(x, expected)

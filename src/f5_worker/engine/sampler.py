@@ -100,6 +100,19 @@ def velocity(dit, x, cond, text_cond, text_uncond, time, mask, cfg_strength, con
     return dit(x, cond, text_cond, text_uncond, time, mask, cfg_strength, conditioning=conditioning)
 
 
+def flow_rows(dit, inputs, conditioning, rope):
+    """What a step graph runs of the model (``DiT.flow_rows``, no mask); a module-level name, as ``velocity``."""
+    return dit.flow_rows(inputs, conditioning, None, rope)
+
+
+def euler_step_(dit, x, out, dt, cfg_strength: float) -> None:
+    """``x += dt * guided velocity`` from the model's rows ``out``: one Triton kernel while the model uses them."""
+    if dit.kernels is not None and cfg_strength > 1e-5:
+        dit.kernels.guided_euler_(x, out, dt, cfg_strength)
+    else:
+        x.add_(dt * dit.guide(out, cfg_strength))
+
+
 class _StepInputs:
     """What every step graph reads of the schedule being sampled, on the device: each step's time conditioning
     and size, and which step comes next (each replay advances it), so the replays of one batch run back to
@@ -132,42 +145,57 @@ class _StepInputs:
 
 
 class _StepGraph:
-    """One Euler step, ``x += dt * velocity(x, t)``, captured for one (batch, length) shape; t and dt from the
-    sampler's ``_StepInputs``."""
+    """A batch's sampling for one (batch, length) shape, as two CUDA graphs: ``prelude`` embeds the text into
+    the model's input rows (``DiT.flow_inputs``: x, prompt and text side by side, the unconditional rows too),
+    ``graph`` is one Euler step, ``x += dt * velocity(x, t)``, with t and dt from the sampler's ``_StepInputs``.
+    What does not change between steps (the prompt, the text, the rotary angles) is laid out once per batch,
+    not concatenated again in every step."""
 
-    def __init__(self, dit, step_inputs: _StepInputs, batch: int, frames: int, n_mels: int, text_dim: int,
-                 cfg_strength: float, dtype, device, pool):
-        def empty(*shape):
-            return torch.zeros(*shape, device=device, dtype=dtype)
-
-        self.x, self.cond = empty(batch, frames, n_mels), empty(batch, frames, n_mels)
-        self.text_cond, self.text_uncond = empty(batch, frames, text_dim), empty(batch, frames, text_dim)
+    def __init__(self, dit, step_inputs: _StepInputs, batch: int, frames: int, n_mels: int, cfg_strength: float,
+                 dtype, device, pool):
+        guided = cfg_strength > 1e-5
+        rows = 2 * batch if guided else batch
+        self.x = torch.zeros(batch, frames, n_mels, device=device, dtype=dtype)
+        # [x | prompt | text] per row; the unconditional rows' prompt stays zero
+        self.inputs = torch.zeros(rows, frames, 2 * n_mels + dit.text_embed.text_dim, device=device, dtype=dtype)
+        self.text = torch.zeros(batch, frames, device=device, dtype=torch.long)  # token ids, -1 padded
+        self.rope = dit.rotary_embed.angles(frames, dtype)
         self.step_inputs = step_inputs
+        self.n_mels = n_mels
+
+        def prelude():
+            self.inputs[:, :, 2 * n_mels:] = dit.text_embed.rows(self.text, frames, guided)
 
         def step():  # also what tests/engine/test_sampler.py replays where it stands in for CUDA graphs on the CPU
             conditioning, dt = step_inputs.step()
-            v = velocity(dit, self.x, self.cond, self.text_cond, self.text_uncond, None, None, cfg_strength,
-                         conditioning=conditioning)
-            self.x.add_(dt * v)
+            dit.set_flow_x(self.inputs, self.x)
+            euler_step_(dit, self.x, flow_rows(dit, self.inputs, conditioning, self.rope), dt, cfg_strength)
 
         # Kernel choice and lazy initialisation happen on an eager run, never inside a capture.
         stream = torch.cuda.Stream(device=device)
         stream.wait_stream(torch.cuda.current_stream(device))
         with torch.cuda.stream(stream):
-            step()
-            self.graph = torch.cuda.CUDAGraph()
-            # thread_local: other threads of this process use the GPU meanwhile (the kernels' compile-and-check
-            # thread, transcription on request threads): in the default "global" mode an allocation or a
-            # synchronisation of theirs during the capture would invalidate it and fail the request.
-            with torch.cuda.graph(self.graph, pool=pool, stream=stream, capture_error_mode="thread_local"):
-                step()
+            graphs = []
+            for part in (prelude, step):
+                part()
+                graph = torch.cuda.CUDAGraph()
+                # thread_local: other threads of this process use the GPU meanwhile (the kernels' compile-and-check
+                # thread, transcription on request threads): in the default "global" mode an allocation or a
+                # synchronisation of theirs during the capture would invalidate it and fail the request.
+                with torch.cuda.graph(graph, pool=pool, stream=stream, capture_error_mode="thread_local"):
+                    part()
+                graphs.append(graph)
         torch.cuda.current_stream(device).wait_stream(stream)
-        self.step = step
+        self.prelude, self.graph = graphs
+        self.embed, self.step = prelude, step
 
-    def run(self, x, cond, text_cond, text_uncond, steps: int) -> torch.Tensor:
-        """The first ``steps`` steps of the loaded schedule from x, replayed back to back; returns the last x."""
-        self.x.copy_(x), self.cond.copy_(cond)
-        self.text_cond.copy_(text_cond), self.text_uncond.copy_(text_uncond)
+    def run(self, x, cond, text, steps: int) -> torch.Tensor:
+        """The first ``steps`` steps of the loaded schedule from x, (batch, frames, n_mels), with the audio prompt
+        ``cond`` and the token ids ``text`` (batch, frames), -1 padded; returns the last x."""
+        batch, n_mels = self.x.shape[0], self.n_mels
+        self.x.copy_(x), self.text.copy_(text)
+        self.inputs[:batch, :, n_mels:2 * n_mels].copy_(cond)
+        self.prelude.replay()
         self.step_inputs.index.zero_()
         for _ in range(steps):
             self.graph.replay()
@@ -255,24 +283,23 @@ class Sampler:
         cond = torch.zeros(batch, frames, self.n_mels, device=device, dtype=dtype)
         cond_mask = torch.zeros(batch, frames, 1, device=device, dtype=torch.bool)
         x = torch.zeros(batch, frames, self.n_mels, device=device, dtype=dtype)
-        text = torch.full((batch, max(r.text.numel() for r in requests)), -1, dtype=torch.long)
+        text = torch.full((batch, frames), -1, dtype=torch.long)  # (the text embedding cuts what is longer)
         for i, r in enumerate(requests):
             cond[i, : r.reference_frames] = r.cond.to(device=device, dtype=dtype)
             cond_mask[i, : r.reference_frames] = True
             x[i, : r.frames] = initial_noise(r, self.n_mels, device, dtype)
-            text[i, : r.text.numel()] = r.text
+            tokens = r.text[:frames]
+            text[i, : tokens.numel()] = tokens
         text = text.to(device)
 
         self.dit.set_attention(self._backends["batch" if mask is not None else "single"], masked=mask is not None)
-        seq_len = frames if mask is None else lens
-        text_cond, text_uncond = self.dit.text_embed.both(text, seq_len)
         t, conditionings = self._schedule(config)
 
         if mask is None and self.cuda_graphs:
             self._step_inputs_for(len(t) - 1).load((config.steps, config.sway_sampling_coef), t, conditionings)
-            x = self._graph(batch, frames, text_cond.shape[-1], config.cfg_strength).run(
-                x, cond, text_cond, text_uncond, len(t) - 1)
+            x = self._graph(batch, frames, config.cfg_strength).run(x, cond, text, len(t) - 1)
         else:
+            text_cond, text_uncond = self.dit.text_embed.both(text, frames if mask is None else lens)
             for i in range(len(t) - 1):
                 v = velocity(self.dit, x, cond, text_cond, text_uncond, t[i], mask, config.cfg_strength,
                              conditioning=conditionings[i:i + 1])
@@ -305,11 +332,11 @@ class Sampler:
     def has_graph(self, batch: int, frames: int, cfg_strength: float) -> bool:
         return (batch, frames, cfg_strength) in self._graphs
 
-    def _graph(self, batch, frames, text_dim, cfg_strength) -> _StepGraph:
+    def _graph(self, batch, frames, cfg_strength) -> _StepGraph:
         key = (batch, frames, cfg_strength)
         graph = self._graphs.pop(key, None)
         if graph is None:
-            graph = _StepGraph(self.dit, self._step_inputs_for(params.NFE_STEP), batch, frames, self.n_mels, text_dim,
+            graph = _StepGraph(self.dit, self._step_inputs_for(params.NFE_STEP), batch, frames, self.n_mels,
                                cfg_strength, self.dtype, self.device, self._pool)
             while len(self._graphs) >= self.max_graphs:
                 self._graphs.popitem(last=False)

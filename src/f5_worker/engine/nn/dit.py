@@ -149,15 +149,21 @@ class TextEmbedding(nn.Module):
 
     def forward(self, text: torch.Tensor, seq_len: int | torch.Tensor, drop_text: bool = False) -> torch.Tensor:
         """text (batch, tokens) ids, -1 padded; seq_len: frames, or each request's frames (batch,)."""
-        return self._embed(text, seq_len, (drop_text,))[0]
+        return self._embed(text, seq_len, (drop_text,))
 
     def both(self, text: torch.Tensor, seq_len: int | torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``forward(drop_text=False)`` and ``forward(drop_text=True)``, as one batch twice the size: classifier-free
         guidance needs both, and the blocks' kernels launch once instead of twice."""
-        cond, uncond = self._embed(text, seq_len, (False, True))
+        cond, uncond = self.rows(text, seq_len, guided=True).chunk(2)
         return cond, uncond
 
-    def _embed(self, text: torch.Tensor, seq_len: int | torch.Tensor, drops: tuple[bool, ...]) -> tuple[torch.Tensor, ...]:
+    def rows(self, text: torch.Tensor, seq_len: int | torch.Tensor, guided: bool) -> torch.Tensor:
+        """The text rows of ``DiT.flow_inputs``: ``forward(drop_text=False)``, then, guided, ``drop_text=True``, as
+        one batch. With ``text`` (batch, frames) and ``seq_len`` an int, every shape is fixed: a CUDA graph can
+        hold it (the sampler's step graphs do)."""
+        return self._embed(text, seq_len, (False, True) if guided else (False,))
+
+    def _embed(self, text: torch.Tensor, seq_len: int | torch.Tensor, drops: tuple[bool, ...]) -> torch.Tensor:
         text = text + 1  # 0 becomes the filler token, and the -1 padding becomes 0
         valid_pos_mask = None
         if torch.is_tensor(seq_len):
@@ -189,7 +195,7 @@ class TextEmbedding(nn.Module):
                     text = block(text).masked_fill(filler, 0.0)
             else:
                 text = self.text_blocks(text)
-        return text.chunk(len(drops))
+        return text
 
 
 def conv_position_embedding(module: nn.Module, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -245,8 +251,11 @@ class InputEmbedding(nn.Module):
         self.conv_pos_embed = ConvPositionEmbedding(dim=out_dim)
 
     def forward(self, x, cond, text_embed, mask=None):
-        x = self.proj(torch.cat((x, cond, text_embed), dim=-1))
-        return self.conv_pos_embed.plus_input(x, mask)
+        return self.project(torch.cat((x, cond, text_embed), dim=-1), mask)
+
+    def project(self, inputs: torch.Tensor, mask=None) -> torch.Tensor:
+        """``forward`` of the three side by side, (rows, frames, 2 mel_dim + text_dim) (``DiT.flow_inputs``)."""
+        return self.conv_pos_embed.plus_input(self.proj(inputs), mask)
 
 
 def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
@@ -434,22 +443,60 @@ class DiT(nn.Module):
         Without guidance (``cfg_strength`` 0) only the conditional half runs. ``conditioning``:
         ``time_conditioning`` of the time, (1 or batch, ...), when the caller has it (time is then unused).
         """
-        batch, seq_len = x.shape[:2]
+        batch = x.shape[0]
         if conditioning is None:
             # One time for the whole batch (the sampler's case): one row of modulations serves every request.
             conditioning = self.time_conditioning(time.reshape(1) if time.ndim == 0 else time.expand(batch))
         guided = cfg_strength > 1e-5
-        if guided:  # the unconditional half drops the audio prompt and the text
-            x = torch.cat((x, x))
-            cond = torch.cat((cond, torch.zeros_like(cond)))
-            text = torch.cat((text_cond, text_uncond))
+        inputs = self.flow_inputs(x, cond, torch.cat((text_cond, text_uncond)) if guided else text_cond)
+        if guided:
             conditioning = torch.cat((conditioning, conditioning)) if conditioning.shape[0] > 1 else conditioning
             mask = torch.cat((mask, mask)) if mask is not None else None
-        else:
-            text = text_cond
+        return self.flow(inputs, conditioning, mask, cfg_strength)
+
+    def flow_inputs(self, x, cond, text) -> torch.Tensor:
+        """What the input embedding projects, (rows, frames, 2 mel_dim + text_dim): x, the audio prompt and the
+        text side by side. ``text`` has a row per row: guided (twice x's batch, ``TextEmbedding.rows``), the
+        conditional rows, then the unconditional ones, whose prompt is zero (CFM drops it with the text). Only
+        x changes from step to step: ``set_flow_x`` writes it in place."""
+        batch, frames, mel_dim = x.shape
+        inputs = x.new_zeros(text.shape[0], frames, 2 * mel_dim + text.shape[-1])
+        self.set_flow_x(inputs, x)
+        inputs[:batch, :, mel_dim:2 * mel_dim] = cond
+        inputs[:, :, 2 * mel_dim:] = text
+        return inputs
+
+    @staticmethod
+    def set_flow_x(inputs: torch.Tensor, x: torch.Tensor) -> None:
+        """x into each of ``flow_inputs``' halves (one copy)."""
+        batch, frames, mel_dim = x.shape
+        inputs.view(-1, batch, frames, inputs.shape[-1])[..., :mel_dim].copy_(x.expand(inputs.shape[0] // batch, -1, -1, -1))
+
+    def flow(self, inputs, conditioning, mask=None, cfg_strength: float = 0.0, rope=None):
+        """``forward`` of ``flow_inputs``' rows: guided (``cfg_strength`` > 0), the guided velocity of the first
+        half's requests, else each row's. ``conditioning`` (1 or rows, ...) and ``mask`` (rows, frames) per row."""
+        return self.guide(self.flow_rows(inputs, conditioning, mask, rope), cfg_strength)
+
+    @staticmethod
+    def guide(out: torch.Tensor, cfg_strength: float) -> torch.Tensor:
+        """CFM's classifier-free guidance of ``flow_rows``' output (the conditional rows, then the unconditional)."""
+        if cfg_strength <= 1e-5:
+            return out
+        pred, null_pred = torch.chunk(out, 2, dim=0)
+        return pred + (pred - null_pred) * cfg_strength
+
+    @property
+    def kernels(self):
+        """The Triton kernels module while ``use_kernels`` has them on, else None."""
+        return self._kernels
+
+    def flow_rows(self, inputs, conditioning, mask=None, rope=None):
+        """The model's output for each of ``flow_inputs``' rows, before guidance; ``rope``:
+        ``rotary_embed.angles(frames, dtype)`` when the caller keeps it (a step graph does)."""
+        h = self.input_embed.project(inputs, mask)
+        if rope is None:
+            rope = self.rotary_embed.angles(inputs.shape[1], h.dtype)
         *block_modulations, final = conditioning.split([lin.out_features for lin in self._modulation_linears()], -1)
-        h = self.input_embed(x, cond, text, mask)
-        rope = self.rotary_embed.angles(seq_len, h.dtype)
         if self._kernels is not None and conditioning.shape[0] == 1:
             out = self.proj_out(self._blocks_with_kernels(h, block_modulations, final, mask, rope))
         else:
@@ -457,7 +504,4 @@ class DiT(nn.Module):
                 h = block(h, modulation, mask=mask, rope=rope)
             scale, shift = final[:, None].chunk(2, dim=-1)
             out = self.proj_out(modulate(h, shift, scale))
-        if not guided:
-            return out
-        pred, null_pred = torch.chunk(out, 2, dim=0)
-        return pred + (pred - null_pred) * cfg_strength
+        return out
