@@ -15,7 +15,7 @@ declare -A SMOKE=(
   [sampler_speed]="bench/sampler_speed.py --model tiny-random --device cpu --nfe 2 --batches 1,2 --runs 1 --mixed 4 --json $DIR/sampler_speed.json"
   [new_lengths]="bench/new_lengths.py --model tiny-random --device cpu --nfe 2 --json $DIR/new_lengths.json"
   [new_lengths_prewarmed]="bench/new_lengths.py --model tiny-random --device cpu --nfe 2 --prewarmed"
-  [throughput]="bench/throughput.py --model tiny-random --device cpu --nfe 4 --concurrency 1,2 --rounds 1 --tune --json $DIR/throughput.json"
+  [throughput]="bench/throughput.py --model tiny-random --device cpu --nfe 4 --concurrency 1,2 --rounds 1 --json $DIR/throughput.json"
   [multi_gpu]="bench/multi_gpu.py --model tiny-random --device cpu --gpus 2 --nfe 4 --per-gpu 1,2 --rounds 1 --json $DIR/multi_gpu.json"
   [step_profile]="bench/step_profile.py --model tiny-random --device cpu --batches 1 --json $DIR/step_profile.json"
   [conv_probe]="bench/probes/conv_probe.py --device cpu --dim 64 --seqs 2 --runs 1 --json $DIR/conv_probe.json"
@@ -23,10 +23,11 @@ declare -A SMOKE=(
   [request_timeline]="bench/probes/request_timeline.py --model tiny-random --device cpu --json $DIR/request_timeline.json"
   [rounding]="bench/probes/rounding.py --model tiny-random --device cpu --seeds 1 --frames 48 --json $DIR/rounding.json"
   [prelude_graphs]="bench/probes/prelude_graphs.py --model tiny-random --device cpu --json $DIR/prelude_graphs.json"
+  [frame_lengths]="bench/probes/frame_lengths.py --model tiny-random --device cpu --json $DIR/frame_lengths.json"
   [worker_check]="bench/gpu_worker_check.py"
 )
 ORDER=(synthesis sampler_speed new_lengths new_lengths_prewarmed throughput multi_gpu step_profile conv_probe rss_probe
-       request_timeline rounding prelude_graphs worker_check)
+       request_timeline rounding prelude_graphs frame_lengths worker_check)
 failed=0
 for name in "${@:-${ORDER[@]}}"; do
   [ -n "${SMOKE[$name]:-}" ] || { echo "unknown: $name (one of ${ORDER[*]})"; exit 2; }

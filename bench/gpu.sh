@@ -33,7 +33,8 @@ SUITES=(
   "probe-capture|bench/probes/capture_threads.py: step-graph captures while another thread uses the GPU (probe)"
   "probe-rounding|bench/probes/rounding.py: the kernels bit for bit against F5-TTS's fp16 modules, numerics per variant"
   "probe-request|bench/probes/request_timeline.py: one request's time in the engine, phase by phase, and its profile"
-  "probe-prelude|bench/probes/prelude_graphs.py: a request's text embeddings and vocoder, eager vs CUDA graph (not run yet)"
+  "probe-prelude|bench/probes/prelude_graphs.py: a request's text embeddings and vocoder, eager vs CUDA graph"
+  "probe-lengths|bench/probes/frame_lengths.py: the step graph's time at each of 16 neighbouring lengths, batch 1 and 8"
   "probe-rss|bench/probes/gpu_rss_probe.sh: where host memory grew per job with the first engine (probe)"
 )
 
@@ -61,6 +62,7 @@ run_suite() {
     probe-rounding) source bench/gpu_env.sh flash && timeout 300 python3 bench/probes/rounding.py --json "$OUT/rounding.json" ;;
     probe-request) source bench/gpu_env.sh && timeout 240 python3 bench/probes/request_timeline.py --json "$OUT/request-timeline.json" ;;
     probe-prelude) source bench/gpu_env.sh && timeout 240 python3 bench/probes/prelude_graphs.py --json "$OUT/prelude-graphs.json" ;;
+    probe-lengths) source bench/gpu_env.sh && timeout 300 python3 bench/probes/frame_lengths.py --json "$OUT/frame-lengths.json" ;;
     probe-rss) bash bench/probes/gpu_rss_probe.sh ;;
     *) return 127 ;;
   esac

@@ -6,7 +6,9 @@
 
 F5TTS_v1_Base size, random weights (speed does not depend on weight values; the audio is noise), fp16,
 NFE 32, cfg 2, sway -1; a 5 s reference and text that F5-TTS's duration rule makes 10 s of speech
-("mixed": 6-14 s). The whole engine path runs: chunk preparation, the batcher, the sampler, the vocoder.
+("mixed": 6-14 s). The whole engine path runs: chunk preparation, the batcher, the sampler, the vocoder; first
+the engine does what a serving start does in the background (Triton kernels checked; request lengths, mixed-length
+policy measured; graphs of likely lengths captured: --no-tune skips the last three), then nothing runs beside it.
 
 - single_rtf: median seconds per request / seconds of audio, one request at a time (5 runs after warm-up);
 - per concurrency N: N client threads each send --rounds requests back to back, after two untimed rounds
@@ -68,7 +70,9 @@ def main() -> int:
     parser.add_argument("--no-graphs", action="store_true")
     parser.add_argument("--kernels", choices=("triton", "pytorch"), default="triton",
                         help="the engine's Triton kernels (compiled and checked first, as serving does) or PyTorch's only")
-    parser.add_argument("--tune", action="store_true", help="let the engine measure its mixed-length policy first")
+    parser.add_argument("--no-tune", action="store_true",
+                        help="skip what a serving engine measures first (request lengths, mixed-length policy) and the "
+                             "graphs it prepares")
     parser.add_argument("--model", default="F5TTS_v1_Base", help="tiny-random with --device cpu: a smoke run")
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--json")
@@ -85,7 +89,7 @@ def main() -> int:
     engine.warm_up()
     kernels = engine.enable_kernels()
     print("kernels:", kernels, flush=True)
-    if args.tune:  # the mixed-length policy (and graphs) as a start measures them, then no more background work
+    if not args.no_tune:  # as a serving start measures and prepares them; then no more background work
         engine.start_background()
         while engine.pending:
             time.sleep(0.1)
@@ -95,7 +99,7 @@ def main() -> int:
                  "weights": "random", "nfe": args.nfe, "ref_s": REF_S, "lengths": args.lengths,
                  "single_backend": args.single_backend, "batch_backend": args.batch_backend,
                  "cuda_graphs": not args.no_graphs, "kernels": kernels, "mixed_lengths": engine.mixed_policy,
-                 "frame_bucket": engine.frame_bucket, "levels": {}}
+                 "frame_bucket": engine.frame_bucket, "frame_offset": engine.frame_offset, "levels": {}}
 
     def synth(seed: int, seconds: float = 10.0) -> tuple[float, float]:
         began = time.perf_counter()

@@ -44,6 +44,10 @@ def main() -> int:
     engine.warm_up()
     out: dict = {"gpu": torch.cuda.get_device_name() if cuda else "cpu", "torch": torch.__version__,
                  "model": args.model, "kernels": engine.enable_kernels()}
+    engine.start_background()  # as a serving start: request lengths measured, graphs of likely lengths captured
+    while engine.pending:
+        time.sleep(0.1)
+    out["frame_offset"] = engine.frame_offset
     voice = reference_voice(engine)
 
     def sync():

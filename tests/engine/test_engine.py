@@ -231,6 +231,29 @@ def test_frame_bucket_rounds_generated_lengths_up():
     bucketed.close()
 
 
+def test_a_tuned_frame_offset_moves_every_length_to_the_measured_phase(monkeypatch):
+    """Tuning measures which lengths of a bucket run fastest (tuning.choose_frame_offset); requests and the
+    graphs prepared ahead then use lengths 16 k - offset."""
+    from f5_worker.engine.engine import Engine, EngineConfig
+    from f5_worker.engine.tuning import TuningRecord
+
+    bucketed = Engine(EngineConfig(model="tiny-random", device="cpu", frame_bucket=16))
+    exact = tiny_engine()
+    record = TuningRecord(4, "measured", False, "masked batches", 2, "1406 frames: 3.40 ms per step, against 3.69 at 1408")
+    bucketed._apply_tuning(record, reused=True)
+    assert bucketed.info()["frame_offset"] == 2
+    voice = exact.reference(tone(3.0), "This is the reference voice")
+    for text in ["Hi.", "Hello world, this is a test.", LONG_TEXT[:150]]:
+        want = exact._prepare(voice, text, SynthesisParams(), seed=0).frames
+        got = bucketed._prepare(voice, text, SynthesisParams(), seed=0).frames
+        assert got % 16 == 14 and want <= got < want + 16
+    monkeypatch.setattr(bucketed.sampler, "cuda_graphs", True)
+    monkeypatch.setattr(bucketed.sampler, "max_graphs", 16)
+    lengths = bucketed.prewarm_lengths()
+    assert lengths[0] == 1406 and all(f % 16 == 14 for f in lengths)
+    bucketed.close()
+
+
 def test_prewarm_plans_nothing_without_cuda_graphs(engine):
     assert engine.prewarm_lengths() == []
     engine.start_background()

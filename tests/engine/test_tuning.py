@@ -1,4 +1,9 @@
-"""Choosing the batch size from measured step times (the measurement itself runs on the GPU: bench/)."""
+"""Choosing the batch size and the request lengths from measured step times (the measurements run on the GPU:
+bench/; here stand-in samplers)."""
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from f5_worker.engine.tuning import BatchTiming, choose_batch
 
@@ -33,13 +38,59 @@ def test_a_tuning_record_survives_the_volume_and_a_damaged_one_is_ignored(tmp_pa
     key = tuning_key(gpu="NVIDIA H100 80GB HBM3", torch="2.11.0+cu130", model="F5TTS_v1_Base")
     assert key == tuning_key(model="F5TTS_v1_Base", torch="2.11.0+cu130", gpu="NVIDIA H100 80GB HBM3")
     assert key != tuning_key(gpu="NVIDIA A100-SXM4-80GB", torch="2.11.0+cu130", model="F5TTS_v1_Base")
-    record = TuningRecord(16, "batch 16: 98% of the best", split_mixed=True, mixed_policy="equal-length groups")
+    record = TuningRecord(16, "batch 16: 98% of the best", split_mixed=True, mixed_policy="equal-length groups",
+                          frame_offset=2, frame_offset_why="1406 frames: 3.40 ms per step, against 3.69 at 1408")
     path = tmp_path / "tuning" / f"{key}.json"
     record.save(path)
     assert TuningRecord.load(path) == record
     assert [p.name for p in path.parent.iterdir()] == [path.name]  # no temp file left beside it
-    path.write_text('{"batch": 0, "batch_why": "", "split_mixed": false, "mixed_policy": ""}')
+    path.write_text('{"batch": 0, "batch_why": "", "split_mixed": false, "mixed_policy": "", "frame_offset": 0, '
+                    '"frame_offset_why": ""}')
     assert TuningRecord.load(path) is None
+    path.write_text('{"batch": 8, "batch_why": "", "split_mixed": false, "mixed_policy": ""}')
+    assert TuningRecord.load(path) is None  # an older worker's record: no frame offset, so measured again
     path.write_text("{not json")
     assert TuningRecord.load(path) is None
     assert TuningRecord.load(tmp_path / "absent.json") is None
+
+
+@pytest.mark.parametrize("bucket, offset", [(16, 0), (16, 2), (16, 14), (1, 0)])
+@given(frames=st.integers(1, 20_000))
+def test_bucketed_lengths_are_the_nearest_of_the_bucket_phase_at_or_above(bucket, offset, frames):
+    from f5_worker.engine.tuning import bucketed
+
+    got = bucketed(frames, bucket, offset)
+    assert frames <= got < frames + bucket and (got + offset) % bucket == 0
+
+
+def test_the_fastest_length_of_a_bucket_sets_the_frame_offset(monkeypatch):
+    """A stand-in sampler whose steps are slow at lengths that are multiples of 16 and fastest at 16 k - 6."""
+    import time
+
+    import torch
+
+    from f5_worker.engine.tuning import TYPICAL_FRAMES, choose_frame_offset
+
+    class Sampler:
+        device = "cpu"
+        lengths: list[int] = []
+
+        def sample(self, requests, config):
+            frames = requests[0].frames
+            self.lengths.append(frames)
+            time.sleep(0.012 if frames % 16 == 0 else 0.002 if frames % 16 == 10 else 0.006)
+
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: None)
+    sampler = Sampler()
+    steps = choose_frame_offset(sampler, torch.zeros(4, 100), torch.ones(8, dtype=torch.long), 16)
+    yields = 0
+    try:
+        while True:
+            next(steps)
+            yields += 1
+    except StopIteration as done:
+        offset, why = done.value
+    assert offset == 6 and why.startswith(f"{1408 - 6} frames: ") and "at 1408 " in why
+    assert sorted(set(sampler.lengths)) == [1408 - o for o in (14, 12, 10, 8, 6, 4, 2, 0)]
+    assert yields == 16  # after each capture and each measurement: a request waits for one at most
+    assert 1408 - 16 < TYPICAL_FRAMES <= 1408  # the bucket holding a typical request

@@ -6,9 +6,12 @@ up to ``max_batch`` of them to ``run_batch``; whatever arrives while a batch run
 next one, so batches grow with load and a lone request waits at most the window, and not at all when
 the batch before it was a lone job too (waiting for company pays only while requests come together;
 otherwise it adds the window to every request's latency). Each job that
-joins extends the wait by one window, up to ``WINDOWS_AT_MOST`` windows in all: clients answered
-together by one batch come back a few milliseconds apart (each prepares its next request under
-the GIL), and a fixed window would split them into two smaller batches that stay split.
+joins extends the wait by one window, up to ``WINDOWS_AT_MOST`` windows in all, or ``GATHER_SHARE`` of the time a
+batch takes when that is longer: clients answered together by one batch come back a few milliseconds apart
+(each prepares its next request under the GIL), and a fixed window would split them into two smaller batches
+that stay split. 32 clients take longer to come back than 16 (on the H200 at 5 ms windows, 32 closed-loop
+clients ran as batches of 21.3 on average: bench/results/throughput-sdpa-h200.json), while their batch takes
+3.5 s: gathering for up to 2% of that costs less than a split batch.
 
 All GPU work happens on that one long-lived thread: CUDA graphs and per-thread library
 handles are made once, not per request.
@@ -40,6 +43,7 @@ __all__ = ["Batcher", "BatchJob", "Closed"]
 
 log = get_logger("engine.batcher")
 WINDOWS_AT_MOST = 4  # how long a batch may keep gathering, in windows, while jobs keep joining it
+GATHER_SHARE = 0.02  # ... or this share of the measured time per batch, when that is longer
 J = TypeVar("J")
 
 
@@ -159,7 +163,8 @@ class Batcher(Generic[J]):
                         batch.append(job)
                         size += job.size
                 if len(batch) > joined:  # company came: wait one more window for the rest of it
-                    deadline = min(time.monotonic() + self.window_s, opened + WINDOWS_AT_MOST * self.window_s)
+                    longest = max(WINDOWS_AT_MOST * self.window_s, GATHER_SHARE * self.batch_seconds)
+                    deadline = min(time.monotonic() + self.window_s, opened + longest)
                 left = deadline - time.monotonic()
                 if len(batch) >= self.max_batch or left <= 0 or self._closed:
                     break

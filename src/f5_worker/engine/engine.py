@@ -32,7 +32,8 @@ from .batcher import Batcher
 from .models import HOP_LENGTH, SAMPLE_RATE, ModelFiles, build_model, build_vocoder
 from .sampler import SampleRequest, Sampler, SamplingConfig
 from .text import chunk_text, convert_char_to_pinyin, list_str_to_idx, list_str_to_tensor
-from .tuning import (TYPICAL_FRAMES, BatchChoice, TuningRecord, choose_batch, choose_mixed_policy, measure_batches,
+from .tuning import (TYPICAL_FRAMES, BatchChoice, TuningRecord, bucketed, choose_batch, choose_frame_offset,
+                     choose_mixed_policy, measure_batches,
                      stand_in_inputs, tuning_key)
 
 __all__ = ["Engine", "EngineConfig", "SynthesisParams", "Reference", "Cancelled", "crossfade", "SAMPLE_RATE"]
@@ -165,6 +166,7 @@ class Engine:
         self.pending: tuple[str, ...] = ()  # names of the background tasks not finished yet
         self.mixed_policy = "equal-length groups" if self.sampler.split_mixed else "masked batches"
         self.frame_bucket = config.frame_bucket or (16 if self.sampler.cuda_graphs else 1)
+        self.frame_offset = 0  # lengths are bucket k - frame_offset frames: measured by tuning (choose_frame_offset)
         # "pytorch" until the Triton kernels are compiled and checked in the background, then "triton";
         # "pytorch: <why>" when they are not used.
         self._kernels_decided = not (config.kernels and self.device.startswith("cuda"))
@@ -191,6 +193,7 @@ class Engine:
             "mixed_lengths": self.mixed_policy,
             "kernels": self.kernels,
             "frame_bucket": self.frame_bucket,
+            "frame_offset": self.frame_offset,
             "sample_rate": SAMPLE_RATE,
             "load_seconds": self.load_seconds,
             "pending": list(self.pending),
@@ -239,7 +242,7 @@ class Engine:
         duration = skip + int(skip / len(ref_text.encode("utf-8")) * len(piece.encode("utf-8")) / speed)
         reference_frames = skip + 1  # the mel spectrogram's frames (centred STFT)
         frames = max(max(ids.numel(), reference_frames) + 1, duration)
-        frames = min(-(-frames // self.frame_bucket) * self.frame_bucket, MAX_FRAMES)
+        frames = min(bucketed(frames, self.frame_bucket, self.frame_offset), MAX_FRAMES)
         config = SamplingConfig(steps=params.nfe_step, cfg_strength=params.cfg_strength,
                                 sway_sampling_coef=params.sway_sampling_coef)
         return _Chunk(audio, ids, frames, skip, reference.key, seed, gain, config)
@@ -462,11 +465,15 @@ class Engine:
             return
         started = time.monotonic()
         cond, text = stand_in_inputs(self.model.num_channels, self.device, self.dtype)
+        offset, offset_why = ((yield from choose_frame_offset(self.sampler, cond, text, self.frame_bucket))
+                              if self.sampler.cuda_graphs else (0, "no CUDA graphs: any length"))
+        self.frame_offset = offset  # from the next request on; the batches below are measured at these lengths
         policy = yield from choose_mixed_policy(self.sampler, cond, text)
-        timings = yield from measure_batches(self.sampler, cond, text, mixed=not self.sampler.split_mixed)
+        timings = yield from measure_batches(self.sampler, cond, text, mixed=not self.sampler.split_mixed,
+                                             frames=bucketed(TYPICAL_FRAMES, self.frame_bucket, offset))
         free, _total = torch.cuda.mem_get_info(self.device)
         choice = choose_batch(timings, free + torch.cuda.memory_reserved(self.device))
-        record = TuningRecord(choice.batch, choice.why, self.sampler.split_mixed, policy)
+        record = TuningRecord(choice.batch, choice.why, self.sampler.split_mixed, policy, offset, offset_why)
         if path:
             try:
                 record.save(path)
@@ -476,11 +483,13 @@ class Engine:
 
     def _apply_tuning(self, record: TuningRecord, *, reused: bool, started: float | None = None) -> None:
         self.sampler.split_mixed, self.mixed_policy = record.split_mixed, record.mixed_policy
+        self.frame_offset = record.frame_offset
         if not self.config.max_batch:
             self.batch_choice = BatchChoice(record.batch, record.batch_why)
             self.batcher.max_batch = record.batch
         event(log, "engine tuned", phase="engine.tune", max_batch=self.batcher.max_batch, why=self.batch_choice.why,
-              mixed_lengths=self.mixed_policy, reused=reused,
+              mixed_lengths=self.mixed_policy, frame_offset=self.frame_offset, frame_offset_why=record.frame_offset_why,
+              reused=reused,
               **({"duration_ms": round((time.monotonic() - started) * 1000, 1)} if started else {}))
 
     def prewarm_lengths(self) -> list[int]:
@@ -492,7 +501,7 @@ class Engine:
         if not self.sampler.cuda_graphs:
             return []
         bucket = self.frame_bucket
-        centre = round(TYPICAL_FRAMES / bucket) * bucket
+        centre = round(TYPICAL_FRAMES / bucket) * bucket - self.frame_offset
         return sorted(range(centre - PREWARM_SPAN_FRAMES, centre + PREWARM_SPAN_FRAMES + 1, bucket),
                       key=lambda frames: abs(frames - centre))[: self.sampler.max_graphs // 2]
 

@@ -1,4 +1,4 @@
-"""How to batch requests on this GPU, and how many (and so how many jobs to take at once).
+"""How to batch requests on this GPU, how many (and so how many jobs to take at once), and at which lengths.
 
 Measured at start, not guessed from a table: first whether requests of different lengths run
 faster as one masked batch or as equal-length groups; then a few sampler steps for batches of
@@ -7,6 +7,11 @@ will be run. The batch size chosen is the smallest that reaches
 ``share`` of the best throughput measured (bigger batches add latency for little gain),
 within ``memory_share`` of the GPU's free memory.
 
+Before those, which lengths to round requests up to: CUDA graphs need lengths shared by many requests, so the
+engine rounds them up to a bucket of 16 frames, and cuBLAS and cuDNN choose their kernels by shape, some
+shapes well, some badly. On the H200 a 1406-frame step took 3.40 ms and a 1408-frame one 3.69 (other matmul
+and attention kernels: bench/results/request-timeline-h200.json), so the bucket's phase is measured, not assumed
+(``choose_frame_offset``): lengths are 16 k - offset frames.
 The outcome is kept on the volume (``TuningRecord``), keyed by everything that could change it (GPU,
 torch, worker version, model, attention backends), so later cold starts on the same kind of machine
 reuse it instead of measuring again (~8 s on an H100). Measuring never delays a request by more
@@ -26,8 +31,8 @@ import torch
 
 from ..log import event, get_logger
 
-__all__ = ["BatchTiming", "BatchChoice", "choose_batch", "measure_batches", "choose_mixed_policy", "TuningRecord",
-           "tuning_key"]
+__all__ = ["BatchTiming", "BatchChoice", "choose_batch", "measure_batches", "choose_mixed_policy", "choose_frame_offset",
+           "bucketed", "TuningRecord", "tuning_key"]
 
 log = get_logger("engine.tuning")
 TYPICAL_FRAMES = 1406  # 5 s reference + 10 s of speech at 24 kHz / 256
@@ -63,6 +68,8 @@ class TuningRecord:
     batch_why: str
     split_mixed: bool
     mixed_policy: str
+    frame_offset: int  # lengths are rounded up to bucket k - frame_offset (``bucketed``)
+    frame_offset_why: str
 
     def save(self, path: Path) -> None:
         from ..fsutil import write_json_atomic
@@ -75,10 +82,11 @@ class TuningRecord:
         try:
             data = json.loads(path.read_text())
             record = cls(batch=int(data["batch"]), batch_why=str(data["batch_why"]),
-                         split_mixed=bool(data["split_mixed"]), mixed_policy=str(data["mixed_policy"]))
+                         split_mixed=bool(data["split_mixed"]), mixed_policy=str(data["mixed_policy"]),
+                         frame_offset=int(data["frame_offset"]), frame_offset_why=str(data["frame_offset_why"]))
         except (OSError, ValueError, KeyError, TypeError):
-            return None
-        return record if record.batch >= 1 else None
+            return None  # (an older worker's record has no frame offset: measured again)
+        return record if record.batch >= 1 and record.frame_offset >= 0 else None
 
 
 def tuning_key(**facts) -> str:
@@ -104,16 +112,53 @@ def stand_in_inputs(n_mels: int, device, dtype) -> tuple[torch.Tensor, torch.Ten
     return torch.randn(469, n_mels, device=device, dtype=dtype), torch.randint(1, 100, (160,))
 
 
-def _around_typical(cond, text, batch: int, spread: float) -> list:
-    """``batch`` requests with lengths spread evenly over +-spread/2 around the typical request."""
+def bucketed(frames: int, bucket: int, offset: int = 0) -> int:
+    """The length a request of ``frames`` runs at: rounded up to bucket k - offset (0 <= offset < bucket)."""
+    return -(-(frames + offset) // bucket) * bucket - offset
+
+
+def _around_typical(cond, text, batch: int, spread: float, frames: int = TYPICAL_FRAMES) -> list:
+    """``batch`` requests with lengths spread evenly over +-spread/2 around ``frames`` (a typical request's)."""
     from .sampler import SampleRequest
 
-    return [SampleRequest(cond, text, int(TYPICAL_FRAMES * (1 - spread / 2 + spread * i / max(batch - 1, 1))), i)
+    return [SampleRequest(cond, text, int(frames * (1 - spread / 2 + spread * i / max(batch - 1, 1))), i)
             for i in range(batch)]
 
 
+def choose_frame_offset(sampler, cond: torch.Tensor, text: torch.Tensor, bucket: int, *, steps: int = 4,
+                        runs: int = 3) -> Iterator[None]:
+    """Time a typical request's steps at each even length of one bucket (bucket k, k - 2, ... k - bucket + 2),
+    from CUDA graphs as served, and return (offset, why) of the fastest: lengths are then rounded up to
+    bucket k - offset (``bucketed``). A generator (``yield from``), as ``measure_batches``."""
+    from .sampler import SampleRequest, SamplingConfig
+
+    top = bucketed(TYPICAL_FRAMES, bucket)
+    config = SamplingConfig(steps=steps)
+    ms: dict[int, float] = {}
+    for offset in range(0, bucket, 2) if bucket > 1 else (0,):
+        requests = [SampleRequest(cond, text, top - offset, 0)]
+        sampler.sample(requests, config)  # capture, kernel selection
+        yield
+        times = []
+        for _ in range(runs):
+            torch.cuda.synchronize(sampler.device)
+            began = time.perf_counter()
+            sampler.sample(requests, config)
+            torch.cuda.synchronize(sampler.device)
+            times.append((time.perf_counter() - began) * 1000 / steps)
+        ms[offset] = sorted(times)[len(times) // 2]
+        yield
+    offset, slowest = min(ms, key=ms.get), max(ms, key=ms.get)
+    why = (f"{top - offset} frames: {ms[offset]:.2f} ms per step, against {ms[slowest]:.2f} at {top - slowest} "
+           f"(the even lengths of one bucket of {bucket})")
+    event(log, "request lengths chosen", phase="engine.tune", frame_offset=offset, why=why,
+          ms_per_step={top - o: round(v, 3) for o, v in ms.items()})
+    return offset, why
+
+
 def measure_batches(sampler, cond: torch.Tensor, text: torch.Tensor, *, mixed: bool, steps: int = 2,
-                    candidates: tuple[int, ...] = CANDIDATES, limit_s: float = 20.0) -> Iterator[None]:
+                    candidates: tuple[int, ...] = CANDIDATES, limit_s: float = 20.0,
+                    frames: int = TYPICAL_FRAMES) -> Iterator[None]:
     """Time ``steps`` sampler steps per candidate batch size, on the sampler's device (run it on the GPU thread).
 
     A generator: it yields after each candidate, so the GPU thread can serve a request between two
@@ -126,7 +171,7 @@ def measure_batches(sampler, cond: torch.Tensor, text: torch.Tensor, *, mixed: b
     timings: list[BatchTiming] = []
     spent = 0.0
     for batch in candidates:
-        requests = _around_typical(cond, text, batch, spread=0.4 if mixed else 0.0)
+        requests = _around_typical(cond, text, batch, spread=0.4 if mixed else 0.0, frames=frames)
         began = time.monotonic()
         try:
             sampler.sample(requests, config)  # kernel selection, allocator growth, graph capture

@@ -1,0 +1,78 @@
+#!/usr/bin/env python3
+"""Does a step's time depend on the exact number of frames? (issue 16: cuBLAS and cuDNN pick kernels by shape)
+
+    python bench/probes/frame_lengths.py [--json OUT]      # GPU machine, repo root: bash bench/gpu.sh probe-lengths
+
+The request probe found the engine's 1408-frame step graph at 3.69 ms and a 1406-frame one at 3.40 ms on the
+H200 (the matmuls and the attention ran other kernels: request-timeline-h200.json). The engine rounds lengths up
+to a multiple of 16 frames. Here: F5TTS_v1_Base size, random weights, fp16, Triton kernels on, the sampler's step
+graph (cfg 2) replayed at each length base - d (d = 0..15) for three bases (5, 10 and 15 s of speech with a 5 s
+reference), batch 1, and at batch 8 for the middle base: median ms per step of 3 runs of 16 replays.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from common import report  # noqa: E402
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="F5TTS_v1_Base")
+    parser.add_argument("--device", default="cuda")
+    parser.add_argument("--bases", default="944,1408,1872")
+    parser.add_argument("--json")
+    args = parser.parse_args()
+    from f5_worker.engine.engine import Engine, EngineConfig, SynthesisParams
+    from f5_worker.engine.models import ModelFiles
+
+    cuda = args.device == "cuda"
+    engine = Engine(EngineConfig(model=args.model, files=ModelFiles(), max_batch=1, device=args.device))
+    out: dict = {"gpu": torch.cuda.get_device_name() if cuda else "cpu", "torch": torch.__version__,
+                 "model": args.model, "kernels": engine.enable_kernels(), "ms_per_step": {}}
+    sampler, dit = engine.sampler, engine.model.transformer
+    if not cuda:  # no graphs on the CPU: the smoke run stops here
+        report(out, args.json)
+        return 0
+
+    def step_ms(batch: int, frames: int) -> float:
+        with torch.inference_mode():
+            sampler._step_inputs_for(32)
+            graph = sampler._graph(batch, frames, SynthesisParams.cfg_strength)
+            graph.x.normal_(), graph.inputs.normal_()
+            steps = graph.step_inputs
+            steps.conditionings.copy_(dit.time_conditioning(torch.tensor([0.5], device="cuda", dtype=engine.dtype)))
+            steps.sizes.zero_()  # x stays as it is: every replay the same work
+            steps.loaded = None
+        runs = []
+        for _ in range(4):
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            for _ in range(16):
+                graph.graph.replay()
+            end.record()
+            torch.cuda.synchronize()
+            runs.append(start.elapsed_time(end) / 16)
+        sampler.forget_graphs()
+        return round(statistics.median(runs[1:]), 4)
+
+    cases = [(1, int(base)) for base in args.bases.split(",")] + [(8, int(args.bases.split(",")[1]))]
+    for batch, base in cases:
+        row = {base - d: step_ms(batch, base - d) for d in range(16)}
+        out["ms_per_step"][f"batch {batch}, base {base}"] = row
+        best = min(row, key=row.get)
+        print(f"batch {batch} base {base}: {row[base]} ms at {base}, best {row[best]} at {best};", row, flush=True)
+    report(out, args.json)
+    engine.close()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
