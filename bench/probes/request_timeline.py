@@ -85,7 +85,7 @@ def main() -> int:
     dit = engine.model.transformer
     # (object, attribute, phase): modules through their forward, which __call__ looks up on the instance
     patches = [(engine.model.mel_spec, "forward", "reference mel"), (dit.text_embed, "both", "text embeddings"),
-               (sampler_module._StepGraph, "run", "graphs: text embeddings, 32 steps"), (engine.vocoder, "decode", "vocoder"),
+               (sampler_module._StepGraph, "run", "graphs: text embeddings, 32 steps"), (engine, "_decode", "vocoder"),
                (engine.sampler, "sample", "sampler.sample"), (engine.batcher, "_run_batch", "batch on the GPU thread")]
     originals = [(obj, name, getattr(obj, name)) for obj, name, _ in patches]
     for obj, name, phase in patches:

@@ -217,6 +217,31 @@ print(json.dumps({"single": single, "batch": dict(collections.Counter(flash_attn
 '''
 
 
+def test_a_lone_request_from_graphs_sounds_as_the_eager_engine(monkeypatch):
+    """On a GPU a lone request's steps and its vocoder replay CUDA graphs captured once per length; here each
+    graph is the part it would record (tests/engine/test_graphs.py), and the audio is the eager engine's."""
+    from f5_worker.engine import graphs
+    from f5_worker.engine.engine import Engine, EngineConfig
+
+    from .test_graphs import stand_in_capture
+
+    monkeypatch.setattr(graphs, "capture", stand_in_capture)
+    eager = tiny_engine()
+    graphed = Engine(EngineConfig(model="tiny-random", device="cpu"))
+    monkeypatch.setattr(graphed.sampler, "cuda_graphs", True)
+    monkeypatch.setattr(graphed.sampler, "max_graphs", 4)
+    graphed._vocoder_graphs = graphs.GraphedByShape(graphed.vocoder.decode, kept=2, device="cpu", pool=None)
+    text = "Hello world, this is a test."
+    for seed in (3, 4):  # the second replays what the first captured
+        want = eager.synthesize(eager.reference(tone(3.0), "This is the reference voice"), text,
+                                SynthesisParams(seed=seed, nfe_step=4))
+        got = graphed.synthesize(graphed.reference(tone(3.0), "This is the reference voice"), text,
+                                 SynthesisParams(seed=seed, nfe_step=4))
+        assert np.array_equal(got, want)
+    assert len(graphed._vocoder_graphs) == 1 and len(graphed.sampler._graphs) == 1
+    graphed.close()
+
+
 def test_frame_bucket_rounds_generated_lengths_up():
     from f5_worker.engine.engine import Engine, EngineConfig
 

@@ -166,39 +166,14 @@ def test_the_step_inputs_hand_each_step_its_time_conditioning_and_size_in_turn()
     assert int(inputs.index) == 0  # wraps at its capacity: replays past the end never read out of bounds
 
 
-class _NoCapture:
-    """Stands in for torch.cuda's stream and graph calls on the CPU: the capture runs the step once, as the
-    eager warm-up before it does, and a replay runs it again (``_StepGraph.step``)."""
-
-    def __init__(self, *args, **kwargs):
-        pass
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
-
-    def wait_stream(self, stream):
-        pass
-
-
 @pytest.fixture
 def graphs_on_cpu(monkeypatch):
-    """The graph path on the CPU: the CUDA graphs replaced by the steps they would record."""
-    from f5_worker.engine import sampler as sampler_module
+    """The graph path on the CPU: each CUDA graph replaced by the part it would record (tests/engine/test_graphs.py)."""
+    from f5_worker.engine import graphs
 
-    for name in ("Stream", "stream", "graph"):
-        monkeypatch.setattr(torch.cuda, name, _NoCapture)
-    monkeypatch.setattr(torch.cuda, "current_stream", lambda device=None: _NoCapture())
-    monkeypatch.setattr(torch.cuda, "CUDAGraph", _NoCapture)
-    made = sampler_module._StepGraph.__init__
+    from .test_graphs import stand_in_capture
 
-    def init(self, *args, **kwargs):
-        made(self, *args, **kwargs)
-        self.prelude.replay, self.graph.replay = self.embed, self.step
-
-    monkeypatch.setattr(sampler_module._StepGraph, "__init__", init)
+    monkeypatch.setattr(graphs, "capture", stand_in_capture)
 
 
 def test_the_step_graph_path_equals_the_eager_loop(model, reference, graphs_on_cpu):

@@ -30,6 +30,7 @@ from ..attention_choice import SDPA, AttentionChoice
 from ..log import event, get_logger, phase
 from .batcher import Batcher
 from .models import HOP_LENGTH, SAMPLE_RATE, ModelFiles, build_model, build_vocoder
+from .graphs import GraphedByShape
 from .sampler import SampleRequest, Sampler, SamplingConfig
 from .text import chunk_text, convert_char_to_pinyin, list_str_to_idx, list_str_to_tensor
 from .tuning import (TYPICAL_FRAMES, BatchChoice, TuningRecord, bucketed, choose_batch, choose_frame_offset,
@@ -48,6 +49,7 @@ DEFAULT_GPU_BATCH = 8  # until measured: the best batch on the H100 and H200 (BE
 TARGET_RMS = 0.1  # infer_batch_process raises quieter references to this loudness, and lowers the output back
 MAX_FRAMES = 65536  # CFM.sample's cap on one sample's length
 REFERENCE_MELS_KEPT = 32  # voices whose reference mel stays on the GPU (least recently used go first)
+VOCODER_GRAPHS_KEPT = 16  # output lengths whose vocoder graph is kept (~20 MB each at 10 s)
 
 
 class Cancelled(Exception):
@@ -154,6 +156,11 @@ class Engine:
         self.attention = config.attention
         self._reference_mels: OrderedDict[str, torch.Tensor] = OrderedDict()  # by voice, on the batcher's thread
         self.sampler = Sampler(self.model, backends=_sampler_backends(config.attention), cuda_graphs=config.cuda_graphs)
+        # One request's vocoder from a CUDA graph per length: eager, its ~150 small kernels took 1.54 ms of GPU
+        # time on the H200 against 1.30 replayed, and ~3 ms of a request (bench/results/prelude-graphs-h200.json,
+        # request-timeline-h200.json). Batches of several launch the same kernels for more work: eager.
+        self._vocoder_graphs = (GraphedByShape(self.vocoder.decode, kept=VOCODER_GRAPHS_KEPT, device=self.device,
+                                               pool=self.sampler.graph_pool) if self.sampler.cuda_graphs else None)
         default_batch = DEFAULT_GPU_BATCH if self.device.startswith("cuda") else CPU_BATCH
         self.batcher = Batcher(self._run_batch, max_batch=config.max_batch or default_batch,
                                window_s=config.batch_window_s, max_size=config.max_batch_frames)
@@ -263,13 +270,19 @@ class Engine:
                 try:
                     generated = torch.stack([mels[i][chunks[i].skip:] for i in indices]).float().transpose(1, 2)
                     gains = torch.tensor([chunks[i].gain for i in indices], device=generated.device)[:, None]
-                    waves = (self.vocoder.decode(generated) * gains).cpu().numpy().astype(np.float32)
+                    waves = (self._decode(generated) * gains).cpu().numpy().astype(np.float32)
                     for row, index in enumerate(indices):
                         outcomes[index] = waves[row].reshape(-1)
                 except Exception as exc:  # noqa: BLE001  these chunks fail, their neighbours do not
                     for index in indices:
                         outcomes[index] = exc
         return outcomes
+
+    def _decode(self, mel: torch.Tensor) -> torch.Tensor:
+        """The vocoder: replayed from a CUDA graph for one request (``warm_up`` runs without graphs), else eager."""
+        if self._vocoder_graphs is not None and self.sampler.cuda_graphs and mel.shape[0] == 1:
+            return self._vocoder_graphs(mel)
+        return self.vocoder.decode(mel)
 
     def _reference_mel(self, chunk: _Chunk) -> torch.Tensor:
         """The reference's mel spectrogram on the GPU: computed once per voice while it stays in use (a voice's

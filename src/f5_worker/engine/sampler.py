@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import torch
 
 from .. import params
+from . import graphs
 from .nn import BACKENDS, conv_position_embedding
 
 __all__ = ["SampleRequest", "SamplingConfig", "Sampler", "timesteps", "get_epss_timesteps", "lens_to_mask",
@@ -171,23 +172,8 @@ class _StepGraph:
             dit.set_flow_x(self.inputs, self.x)
             euler_step_(dit, self.x, flow_rows(dit, self.inputs, conditioning, self.rope), dt, cfg_strength)
 
-        # Kernel choice and lazy initialisation happen on an eager run, never inside a capture.
-        stream = torch.cuda.Stream(device=device)
-        stream.wait_stream(torch.cuda.current_stream(device))
-        with torch.cuda.stream(stream):
-            graphs = []
-            for part in (prelude, step):
-                part()
-                graph = torch.cuda.CUDAGraph()
-                # thread_local: other threads of this process use the GPU meanwhile (the kernels' compile-and-check
-                # thread, transcription on request threads): in the default "global" mode an allocation or a
-                # synchronisation of theirs during the capture would invalidate it and fail the request.
-                with torch.cuda.graph(graph, pool=pool, stream=stream, capture_error_mode="thread_local"):
-                    part()
-                graphs.append(graph)
-        torch.cuda.current_stream(device).wait_stream(stream)
-        self.prelude, self.graph = graphs
-        self.embed, self.step = prelude, step
+        self.prelude, self.graph = graphs.capture((prelude, step), device, pool)
+        self.embed, self.step = prelude, step  # (what each graph replays)
 
     def run(self, x, cond, text, steps: int) -> torch.Tensor:
         """The first ``steps`` steps of the loaded schedule from x, (batch, frames, n_mels), with the audio prompt
@@ -229,7 +215,7 @@ class Sampler:
         self._graphs: OrderedDict[tuple, _StepGraph] = OrderedDict()
         self._schedules: OrderedDict[tuple, tuple[torch.Tensor, torch.Tensor]] = OrderedDict()  # see _schedule
         self._step_inputs: _StepInputs | None = None  # what the step graphs read (_step_inputs_for)
-        self._pool = torch.cuda.graph_pool_handle() if self.cuda_graphs else None
+        self.graph_pool = torch.cuda.graph_pool_handle() if self.cuda_graphs else None  # (the vocoder's graphs too)
         self.split_mixed = False  # requests of different lengths: one masked batch, or equal-length groups
 
     @property
@@ -337,7 +323,7 @@ class Sampler:
         graph = self._graphs.pop(key, None)
         if graph is None:
             graph = _StepGraph(self.dit, self._step_inputs_for(params.NFE_STEP), batch, frames, self.n_mels,
-                               cfg_strength, self.dtype, self.device, self._pool)
+                               cfg_strength, self.dtype, self.device, self.graph_pool)
             while len(self._graphs) >= self.max_graphs:
                 self._graphs.popitem(last=False)
         self._graphs[key] = graph

@@ -1,0 +1,71 @@
+"""CUDA graphs for the engine's fixed-shape GPU work: captured once per shape, replayed after.
+
+A replay launches a whole recorded sequence of kernels at once, where eager PyTorch launches them one by
+one from Python: for the small kernels of a sampling step or the vocoder, launching costs more than
+running. Captures run on a side stream in ``thread_local`` mode: other threads of the process use the GPU
+meanwhile (the kernels' compile-and-check thread, transcription on request threads), and in the default
+"global" mode an allocation or a synchronisation of theirs during a capture would invalidate it.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+
+import torch
+
+__all__ = ["capture", "GraphedByShape"]
+
+
+def capture(parts: Sequence[Callable[[], object]], device, pool) -> list:
+    """One CUDA graph per part, in order, each part run once eagerly first (kernel choice and lazy
+    initialisation happen there, never inside a capture); graphs share the memory ``pool``. The graphs hold
+    what the parts computed during capture: replay one before reading its outputs."""
+    stream = torch.cuda.Stream(device=device)
+    stream.wait_stream(torch.cuda.current_stream(device))
+    graphs = []
+    with torch.cuda.stream(stream):
+        for part in parts:
+            part()
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph, pool=pool, stream=stream, capture_error_mode="thread_local"):
+                part()
+            graphs.append(graph)
+    torch.cuda.current_stream(device).wait_stream(stream)
+    return graphs
+
+
+class GraphedByShape:
+    """``fn(x)`` replayed from a CUDA graph per shape of x (one tensor in, one out), the ``kept`` most recently
+    used shapes; ``fn`` must compute with x's values only (no host synchronisation, no shape-dependent host
+    logic beyond the shape). Returns a tensor of its own, not the graph's output buffer. Not thread-safe:
+    one thread (the batcher's) owns it."""
+
+    def __init__(self, fn: Callable[[torch.Tensor], torch.Tensor], *, kept: int, device, pool):
+        self.fn, self.kept, self.device, self.pool = fn, kept, device, pool
+        self._graphs: OrderedDict[tuple, tuple[torch.Tensor, object, torch.Tensor]] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._graphs)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        key = (tuple(x.shape), x.stride(), x.dtype)
+        entry = self._graphs.pop(key, None)
+        if entry is None:
+            static, out = x.clone(), []
+
+            def run():  # into an output of its own, allocated by the eager run (outside the capture)
+                y = self.fn(static)
+                if not out:
+                    out.append(torch.empty_like(y))
+                out[0].copy_(y)
+
+            (graph,) = capture([run], self.device, self.pool)
+            entry = (static, graph, out[0])
+            while len(self._graphs) >= self.kept:
+                self._graphs.popitem(last=False)
+        self._graphs[key] = entry
+        static, graph, output = entry
+        static.copy_(x)
+        graph.replay()
+        return output.clone()

@@ -1,0 +1,69 @@
+"""CUDA graphs per shape (``engine.graphs``), on the CPU: a stand-in capture runs each part where a graph would
+record it, and a replay runs it again, as a graph replays what it recorded into the same tensors."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from f5_worker.engine import graphs
+
+
+def stand_in_capture(parts, device, pool):
+    made = []
+    for part in parts:
+        part()  # the eager run before a capture
+        part()  # what the capture records
+        made.append(SimpleNamespace(replay=part))
+    return made
+
+
+@pytest.fixture
+def captures(monkeypatch):
+    made = []
+
+    def capture(parts, device, pool):
+        made.append(len(parts))
+        return stand_in_capture(parts, device, pool)
+
+    monkeypatch.setattr(graphs, "capture", capture)
+    return made
+
+
+def test_each_shape_is_captured_once_and_replays_with_new_values(captures):
+    calls = []
+
+    def double(x):
+        calls.append(tuple(x.shape))
+        return x * 2
+
+    graphed = graphs.GraphedByShape(double, kept=4, device="cpu", pool=None)
+    a, b = torch.arange(6.0).reshape(1, 2, 3), torch.arange(6.0, 12.0).reshape(1, 2, 3)
+    assert torch.equal(graphed(a), a * 2) and torch.equal(graphed(b), b * 2)
+    assert torch.equal(graphed(torch.ones(1, 2, 5)), torch.full((1, 2, 5), 2.0))
+    assert captures == [1, 1] and len(graphed) == 2
+    first = graphed(a)
+    graphed(b)
+    assert torch.equal(first, a * 2)  # a tensor of its own: the next replay does not overwrite it
+
+
+def test_a_transposed_input_is_its_own_shape(captures):
+    """Strides are part of the key: a graph's kernels were chosen for its input's layout."""
+    graphed = graphs.GraphedByShape(lambda x: x + 1, kept=4, device="cpu", pool=None)
+    x = torch.randn(1, 3, 4)
+    assert torch.equal(graphed(x), x + 1)
+    assert torch.equal(graphed(x.transpose(1, 2).contiguous().transpose(1, 2)), x + 1)
+    assert len(graphed) == 2 and captures == [1, 1]
+
+
+def test_the_least_recently_used_shape_goes_first(captures):
+    graphed = graphs.GraphedByShape(lambda x: -x, kept=2, device="cpu", pool=None)
+    for n in (1, 2, 1, 3):  # 2 is the least recently used when 3 comes
+        graphed(torch.ones(n))
+    assert len(graphed) == 2 and captures == [1, 1, 1]
+    graphed(torch.ones(1))
+    assert captures == [1, 1, 1]  # 1 kept
+    graphed(torch.ones(2))
+    assert captures == [1, 1, 1, 1]  # 2 was dropped: captured again
