@@ -94,3 +94,30 @@ def test_the_fastest_length_of_a_bucket_sets_the_frame_offset(monkeypatch):
     assert sorted(set(sampler.lengths)) == [1408 - o for o in (14, 12, 10, 8, 6, 4, 2, 0)]
     assert yields == 16  # after each capture and each measurement: a request waits for one at most
     assert 1408 - 16 < TYPICAL_FRAMES <= 1408  # the bucket holding a typical request
+
+
+def test_the_frame_offset_is_measured_on_the_real_sampler_and_its_graph_path(monkeypatch):
+    """The measurement's own calls, on the tiny model's sampler with its graph path (stand-in captures)."""
+    import torch
+
+    from f5_worker.engine import graphs
+    from f5_worker.engine.sampler import Sampler
+    from f5_worker.engine.tuning import choose_frame_offset, stand_in_inputs
+    from support.engine import tiny_engine
+
+    from .test_graphs import stand_in_capture
+
+    monkeypatch.setattr(graphs, "capture", stand_in_capture)
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: None)
+    model = tiny_engine().model
+    sampler = Sampler(model, cuda_graphs=False, max_graphs=8)
+    sampler.cuda_graphs = True
+    cond, text = stand_in_inputs(model.num_channels, "cpu", torch.float32)
+    steps = choose_frame_offset(sampler, cond, text, 4, steps=1, runs=1)
+    try:
+        while True:
+            next(steps)
+    except StopIteration as done:
+        offset, why = done.value
+    assert offset in (0, 2) and "of one bucket of 4" in why
+    assert sorted(frames for _, frames, _ in sampler._graphs) == [1406, 1408]  # the even lengths of 1405-1408
