@@ -232,7 +232,7 @@ def test_a_lone_request_from_graphs_sounds_as_the_eager_engine(monkeypatch):
     monkeypatch.setattr(graphed.sampler, "max_graphs", 4)
     graphed._vocoder_graphs = graphs.GraphedByShape(graphed.vocoder.decode, kept=2, device="cpu", pool=None)
     text = "Hello world, this is a test."
-    for seed in (3, 4):  # the second replays what the first captured
+    for seed in (3, 4, 5):  # the vocoder: eager, then captured, then replayed (the step graph: captured, replayed)
         want = eager.synthesize(eager.reference(tone(3.0), "This is the reference voice"), text,
                                 SynthesisParams(seed=seed, nfe_step=4))
         got = graphed.synthesize(graphed.reference(tone(3.0), "This is the reference voice"), text,

@@ -38,12 +38,16 @@ def capture(parts: Sequence[Callable[[], object]], device, pool) -> list:
 class GraphedByShape:
     """``fn(x)`` replayed from a CUDA graph per shape of x (one tensor in, one out), the ``kept`` most recently
     used shapes; ``fn`` must compute with x's values only (no host synchronisation, no shape-dependent host
-    logic beyond the shape). Returns a tensor of its own, not the graph's output buffer. Not thread-safe:
-    one thread (the batcher's) owns it."""
+    logic beyond the shape). A shape is captured the second time it comes (run eagerly the first): shapes that
+    never repeat (a vocoder's lengths depend on each voice's) would pay a capture each. Returns a tensor of its
+    own, not the graph's output buffer. Not thread-safe: one thread (the batcher's) owns it."""
+
+    SEEN_KEPT = 256  # shapes remembered as seen once
 
     def __init__(self, fn: Callable[[torch.Tensor], torch.Tensor], *, kept: int, device, pool):
         self.fn, self.kept, self.device, self.pool = fn, kept, device, pool
         self._graphs: OrderedDict[tuple, tuple[torch.Tensor, object, torch.Tensor]] = OrderedDict()
+        self._seen: OrderedDict[tuple, None] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._graphs)
@@ -51,6 +55,11 @@ class GraphedByShape:
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         key = (tuple(x.shape), x.stride(), x.dtype)
         entry = self._graphs.pop(key, None)
+        if entry is None and self._seen.pop(key, False) is False:
+            self._seen[key] = None
+            while len(self._seen) > self.SEEN_KEPT:
+                self._seen.popitem(last=False)
+            return self.fn(x)
         if entry is None:
             static, out = x.clone(), []
 
@@ -63,7 +72,8 @@ class GraphedByShape:
             (graph,) = capture([run], self.device, self.pool)
             entry = (static, graph, out[0])
             while len(self._graphs) >= self.kept:
-                self._graphs.popitem(last=False)
+                dropped, _ = self._graphs.popitem(last=False)
+                self._seen[dropped] = None  # seen more than once: captured again when it comes back
         self._graphs[key] = entry
         static, graph, output = entry
         static.copy_(x)
