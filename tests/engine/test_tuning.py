@@ -75,6 +75,9 @@ def test_the_fastest_length_of_a_bucket_sets_the_frame_offset(monkeypatch):
         device = "cpu"
         lengths: list[int] = []
 
+        def forget_graph(self, batch, frames, cfg_strength):
+            pass
+
         def sample(self, requests, config):
             frames = requests[0].frames
             self.lengths.append(frames)
@@ -119,5 +122,5 @@ def test_the_frame_offset_is_measured_on_the_real_sampler_and_its_graph_path(mon
             next(steps)
     except StopIteration as done:
         offset, why = done.value
-    assert offset in (0, 2) and "of one bucket of 4" in why
-    assert sorted(frames for _, frames, _ in sampler._graphs) == [1406, 1408]  # the even lengths of 1405-1408
+    assert offset in (0, 2) and "of one bucket of 4" in why  # (the tiny model's times on the CPU: either)
+    assert [frames for _, frames, _ in sampler._graphs] == [1408 - offset]  # the other length's graph dropped

@@ -315,6 +315,10 @@ class Sampler:
                                             self.device)
         return self._step_inputs
 
+    def forget_graph(self, batch: int, frames: int, cfg_strength: float) -> None:
+        """Drop one shape's graphs (and the GPU memory they hold), if captured."""
+        self._graphs.pop((batch, frames, cfg_strength), None)
+
     def has_graph(self, batch: int, frames: int, cfg_strength: float) -> bool:
         return (batch, frames, cfg_strength) in self._graphs
 

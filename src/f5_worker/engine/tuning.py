@@ -149,6 +149,8 @@ def choose_frame_offset(sampler, cond: torch.Tensor, text: torch.Tensor, bucket:
         ms[offset] = sorted(times)[len(times) // 2]
         yield
     offset, slowest = min(ms, key=ms.get), max(ms, key=ms.get)
+    for other in ms.keys() - {offset}:  # lengths no request will run at now: their graphs' memory goes back
+        sampler.forget_graph(1, top - other, config.cfg_strength)
     why = (f"{top - offset} frames: {ms[offset]:.2f} ms per step, against {ms[slowest]:.2f} at {top - slowest} "
            f"(the even lengths of one bucket of {bucket})")
     event(log, "request lengths chosen", phase="engine.tune", frame_offset=offset, why=why,
