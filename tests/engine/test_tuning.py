@@ -81,7 +81,7 @@ def test_the_fastest_length_of_a_bucket_sets_the_frame_offset(monkeypatch):
         def sample(self, requests, config):
             frames = requests[0].frames
             self.lengths.append(frames)
-            time.sleep(0.012 if frames % 16 == 0 else 0.002 if frames % 16 == 10 else 0.006)
+            time.sleep(0.03 if frames % 16 == 0 else 0.005 if frames % 16 == 10 else 0.015)
 
     monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: None)
     sampler = Sampler()
