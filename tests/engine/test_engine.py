@@ -135,6 +135,22 @@ class TestSynthesis:
         assert ours.shape == theirs.shape
         np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-5)
 
+    def test_a_quiet_reference_is_raised_and_its_output_lowered_as_f5_tts_does(self, engine):
+        """Below TARGET_RMS F5-TTS raises the reference for the model and brings the output back down."""
+        import torch
+        from support.f5_reference import cfm_like, utils_infer, vocos_like
+
+        quiet = engine.reference(tone(2.0) / 10, "This is a quiet voice")
+        assert quiet.rms < 0.1 and torch.allclose(quiet.prompt.square().mean().sqrt(), torch.tensor(0.1))
+        text = "Hello world, this is a test."
+        ours = engine.synthesize(quiet, text, SynthesisParams(seed=6, **FAST))
+        model, vocoder = cfm_like(engine.model), vocos_like(engine.vocoder)
+        torch.manual_seed(6)
+        theirs, _, _ = next(utils_infer.infer_batch_process((quiet.audio, 24_000), quiet.text, [text], model, vocoder,
+                                                            progress=None, nfe_step=FAST["nfe_step"], device="cpu"))
+        assert ours.shape == theirs.shape
+        np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-5)
+
 
 class TestAttentionBackend:
     def test_sdpa_backend_runs_sdpa(self, engine, voice, monkeypatch):

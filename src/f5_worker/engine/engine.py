@@ -105,6 +105,14 @@ class Reference:
     audio: torch.Tensor  # (1, samples) float32 at 24 kHz, trimmed, clipped, padded
     text: str
     key: str  # sha256 of the samples and text
+    rms: float  # the audio's loudness
+    prompt: torch.Tensor  # the audio as the model hears it: raised to TARGET_RMS when quieter, as F5-TTS does
+
+    @classmethod
+    def of(cls, audio: torch.Tensor, text: str, key: str) -> Reference:
+        """What every request with this voice needs of its audio, computed once (not per request)."""
+        rms = float(torch.sqrt(torch.mean(torch.square(audio))))
+        return cls(audio, text, key, rms, audio * TARGET_RMS / rms if rms < TARGET_RMS else audio)
 
     @property
     def seconds(self) -> float:
@@ -219,7 +227,7 @@ class Engine:
         if not text.endswith(("。", ".")):
             text += "."
         text = text if text.endswith("。") else text + " "
-        return Reference(torch.from_numpy(np.array(samples, dtype=np.float32))[None], text, key)
+        return Reference.of(torch.from_numpy(np.array(samples, dtype=np.float32))[None], text, key)
 
     # -- synthesis -----------------------------------------------------------------
 
@@ -231,11 +239,8 @@ class Engine:
 
     def _prepare(self, reference: Reference, piece: str, params: SynthesisParams, seed: int) -> _Chunk:
         """``infer_batch_process``'s preparation of one chunk, on the caller's thread (no GPU work)."""
-        audio = reference.audio
-        rms = float(torch.sqrt(torch.mean(torch.square(audio))))
-        gain = 1.0
-        if rms < TARGET_RMS:
-            audio, gain = audio * TARGET_RMS / rms, rms / TARGET_RMS
+        audio, rms = reference.prompt, reference.rms
+        gain = rms / TARGET_RMS if rms < TARGET_RMS else 1.0
         ref_text = reference.text
         if len(ref_text[-1].encode("utf-8")) == 1:
             ref_text += " "
