@@ -263,8 +263,8 @@ class Sampler:
         frames = max(lengths)
         batch = len(requests)
         same_length = len(set(lengths)) == 1
-        lens = torch.tensor(lengths, device=device)
-        mask = None if same_length else lens_to_mask(lens)
+        lens = None if same_length else torch.tensor(lengths, device=device)  # (a copy to the GPU: only when needed)
+        mask = None if lens is None else lens_to_mask(lens)
 
         cond = torch.zeros(batch, frames, self.n_mels, device=device, dtype=dtype)
         cond_mask = torch.zeros(batch, frames, 1, device=device, dtype=torch.bool)
