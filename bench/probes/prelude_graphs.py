@@ -6,9 +6,10 @@
 F5TTS_v1_Base size, random weights, fp16, the engine's own modules and one request's shapes (a 5 s reference,
 10.2 s of speech, as bench/throughput.py): the text embeddings (``TextEmbedding.both``, before the steps) and
 the vocoder (``Vocos.decode``, after them), each eager and replayed from a CUDA graph, median of 20 between two
-synchronisations, and the graph's largest difference from the eager result. On the H200 a request spent ~2-3.6
-ms in each (bench/results/request-timeline-h200.json) while its GPU idled ~17 ms in all. Written when the
-session's device time was spent (2026-12-01): not run yet. On the CPU (a smoke run) only the eager parts run.
+synchronisations, and the graph's largest difference from the eager result. On the H200 (8d402f9,
+bench/results/prelude-graphs-h200.json): text embeddings 1.37 ms eager, 0.51 replayed; vocoder 1.54 and 1.30; both
+equal to the eager results. Both now replay graphs in the engine (the text embeddings in the sampler's prelude
+graph; a lone request's vocoder, engine.graphs). On the CPU (a smoke run) only the eager parts run.
 """
 
 from __future__ import annotations
