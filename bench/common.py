@@ -6,6 +6,7 @@ bench/probes/ puts bench/ there first. Nothing here imports the worker or F5-TTS
 
 from __future__ import annotations
 
+import argparse
 import importlib.util
 import json
 import statistics
@@ -18,7 +19,8 @@ from pathlib import Path
 import torch
 
 __all__ = ["ROOT", "sync", "timed", "peak_gib", "reset_peak", "environment", "source_revision",
-           "flash_attn_available", "f5_reference", "mean_rel_diff", "report"]
+           "flash_attn_available", "f5_reference", "mean_rel_diff", "report", "probe_arguments", "random_engine",
+           "start_as_serving"]
 
 ROOT = Path(__file__).resolve().parent.parent
 WARM_UPS = 2
@@ -69,6 +71,33 @@ def environment(device: str, model: str) -> dict:
     return {"gpu": torch.cuda.get_device_name() if device.startswith("cuda") else "cpu", "torch": torch.__version__,
             "source": source_revision(), "model": model, "device": device,
             "weights": "random (speed does not depend on weight values; the audio is noise)"}
+
+
+def probe_arguments(doc: str) -> argparse.ArgumentParser:
+    """What every engine probe takes: --model, --device (tiny-random on cpu: a smoke run) and --json."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="F5TTS_v1_Base")
+    parser.add_argument("--device", default="cuda")
+    parser.add_argument("--json")
+    return parser
+
+
+def random_engine(model: str, device: str, max_batch: int):
+    """The worker's engine at ``model``'s size with random weights (no checkpoint: nothing is downloaded)."""
+    from f5_worker.engine.engine import Engine, EngineConfig
+    from f5_worker.engine.models import ModelFiles
+
+    return Engine(EngineConfig(model=model, files=ModelFiles(), max_batch=max_batch, device=device))
+
+
+def start_as_serving(engine) -> float:
+    """An engine's (or a pool's) background start-up work, as serving runs it (Triton kernels compiled and
+    checked, tuning, graphs of likely lengths), waited for; its seconds."""
+    began = time.perf_counter()
+    engine.start_background()
+    while engine.pending:
+        time.sleep(0.1)
+    return time.perf_counter() - began
 
 
 def flash_attn_available() -> bool:

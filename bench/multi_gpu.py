@@ -25,7 +25,7 @@ import time
 
 import numpy as np
 import torch
-from common import environment, report
+from common import environment, report, start_as_serving
 from throughput import REF_S, REF_TEXT, SR, percentile, text_for
 
 
@@ -98,11 +98,7 @@ def main() -> int:
     warm_s = pool.warm_up()
     # As serving starts: each engine compiles and checks the Triton kernels, tunes (request lengths, mixed
     # lengths) and captures the graphs of likely lengths in the background; measured once that is done.
-    began = time.perf_counter()
-    pool.start_background()
-    while pool.pending:
-        time.sleep(0.1)
-    background_s = time.perf_counter() - began
+    background_s = start_as_serving(pool)
     first = pool.engines[0]
     rng = np.random.default_rng(0)
     voice = pool.reference((0.1 * rng.standard_normal(int(REF_S * SR))).astype(np.float32), REF_TEXT.strip())

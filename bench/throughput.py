@@ -26,7 +26,7 @@ import time
 
 import numpy as np
 import torch
-from common import report
+from common import report, start_as_serving
 
 SR = 24_000
 REF_S = 5.0
@@ -90,9 +90,7 @@ def main() -> int:
     kernels = engine.enable_kernels()
     print("kernels:", kernels, flush=True)
     if not args.no_tune:  # as a serving start measures and prepares them; then no more background work
-        engine.start_background()
-        while engine.pending:
-            time.sleep(0.1)
+        start_as_serving(engine)
     voice = reference_voice(engine)
     cuda = args.device == "cuda"
     out: dict = {"gpu": torch.cuda.get_device_name() if cuda else "cpu", "torch": torch.__version__, "model": args.model,

@@ -13,7 +13,6 @@ replay profiled at the middle base and base - 2, batch 1 and 8: the matmul and a
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import sys
 from pathlib import Path
@@ -21,24 +20,19 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from common import report  # noqa: E402
+from common import environment, probe_arguments, random_engine, report  # noqa: E402
 from step_profile import profile_step  # noqa: E402
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="F5TTS_v1_Base")
-    parser.add_argument("--device", default="cuda")
+    parser = probe_arguments(__doc__)
     parser.add_argument("--bases", default="944,1408,1872")
-    parser.add_argument("--json")
     args = parser.parse_args()
-    from f5_worker.engine.engine import Engine, EngineConfig, SynthesisParams
-    from f5_worker.engine.models import ModelFiles
+    from f5_worker.engine.engine import SynthesisParams
 
     cuda = args.device == "cuda"
-    engine = Engine(EngineConfig(model=args.model, files=ModelFiles(), max_batch=1, device=args.device))
-    out: dict = {"gpu": torch.cuda.get_device_name() if cuda else "cpu", "torch": torch.__version__,
-                 "model": args.model, "kernels": engine.enable_kernels(), "ms_per_step": {}}
+    engine = random_engine(args.model, args.device, max_batch=1)
+    out: dict = {**environment(args.device, args.model), "kernels": engine.enable_kernels(), "ms_per_step": {}}
     sampler, dit = engine.sampler, engine.model.transformer
     if not cuda:  # no graphs on the CPU: the smoke run stops here
         report(out, args.json)

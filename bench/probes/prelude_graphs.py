@@ -14,7 +14,6 @@ graph; a lone request's vocoder, engine.graphs). On the CPU (a smoke run) only t
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import sys
 import time
@@ -23,21 +22,16 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from common import report  # noqa: E402
+from common import environment, probe_arguments, random_engine, report  # noqa: E402
 from throughput import reference_voice, text_for  # noqa: E402
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="F5TTS_v1_Base")
-    parser.add_argument("--device", default="cuda")
-    parser.add_argument("--json")
-    args = parser.parse_args()
-    from f5_worker.engine.engine import Engine, EngineConfig, SynthesisParams
-    from f5_worker.engine.models import ModelFiles
+    args = probe_arguments(__doc__).parse_args()
+    from f5_worker.engine.engine import SynthesisParams
 
     cuda = args.device == "cuda"
-    engine = Engine(EngineConfig(model=args.model, files=ModelFiles(), max_batch=1, device=args.device))
+    engine = random_engine(args.model, args.device, max_batch=1)
     voice = reference_voice(engine)
     chunk = engine._prepare(voice, text_for(10.0), SynthesisParams(seed=0), seed=0)
     dit, device, dtype = engine.model.transformer, engine.device, engine.dtype
@@ -45,9 +39,8 @@ def main() -> int:
     mel = torch.randn(1, 100, chunk.frames - chunk.skip, generator=torch.Generator().manual_seed(0)).to(device)
     parts = {"text embeddings": (lambda: dit.text_embed.both(ids, chunk.frames)),
              "vocoder": (lambda: engine.vocoder.decode(mel))}
-    out: dict = {"gpu": torch.cuda.get_device_name() if cuda else "cpu", "torch": torch.__version__,
-                 "model": args.model, "frames": chunk.frames, "generated_frames": chunk.frames - chunk.skip,
-                 "dtype": str(dtype), "parts": {}}
+    out: dict = {**environment(args.device, args.model), "frames": chunk.frames,
+                 "generated_frames": chunk.frames - chunk.skip, "dtype": str(dtype), "parts": {}}
 
     def sync():
         if cuda:

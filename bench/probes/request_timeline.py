@@ -15,7 +15,6 @@ F5TTS_v1_Base size, random weights, fp16, NFE 32, Triton kernels on (as serving 
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import sys
 import time
@@ -25,28 +24,20 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from common import report  # noqa: E402
+from common import environment, probe_arguments, random_engine, report, start_as_serving  # noqa: E402
 from throughput import reference_voice, text_for  # noqa: E402
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="F5TTS_v1_Base")
-    parser.add_argument("--device", default="cuda")
-    parser.add_argument("--json")
-    args = parser.parse_args()
+    args = probe_arguments(__doc__).parse_args()
     from f5_worker.engine import sampler as sampler_module
-    from f5_worker.engine.engine import Engine, EngineConfig, SynthesisParams
-    from f5_worker.engine.models import ModelFiles
+    from f5_worker.engine.engine import SynthesisParams
 
     cuda = args.device == "cuda"
-    engine = Engine(EngineConfig(model=args.model, files=ModelFiles(), max_batch=8, device=args.device))
+    engine = random_engine(args.model, args.device, max_batch=8)
     engine.warm_up()
-    out: dict = {"gpu": torch.cuda.get_device_name() if cuda else "cpu", "torch": torch.__version__,
-                 "model": args.model, "kernels": engine.enable_kernels()}
-    engine.start_background()  # as a serving start: request lengths measured, graphs of likely lengths captured
-    while engine.pending:
-        time.sleep(0.1)
+    out: dict = {**environment(args.device, args.model), "kernels": engine.enable_kernels()}
+    start_as_serving(engine)  # request lengths measured, graphs of likely lengths captured
     out["frame_offset"] = engine.frame_offset
     voice = reference_voice(engine)
 

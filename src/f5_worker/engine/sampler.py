@@ -167,13 +167,12 @@ class _StepGraph:
         def prelude():
             self.inputs[:, :, 2 * n_mels:] = dit.text_embed.rows(self.text, frames, guided)
 
-        def step():  # also what tests/engine/test_sampler.py replays where it stands in for CUDA graphs on the CPU
+        def step():
             conditioning, dt = step_inputs.step()
             dit.set_flow_x(self.inputs, self.x)
             euler_step_(dit, self.x, flow_rows(dit, self.inputs, conditioning, self.rope), dt, cfg_strength)
 
         self.prelude, self.graph = graphs.capture((prelude, step), device, pool)
-        self.embed, self.step = prelude, step  # (what each graph replays)
 
     def run(self, x, cond, text, steps: int) -> torch.Tensor:
         """The first ``steps`` steps of the loaded schedule from x, (batch, frames, n_mels), with the audio prompt

@@ -12,6 +12,7 @@ engine rounds them up to a bucket of 16 frames, and cuBLAS and cuDNN choose thei
 shapes well, some badly. On the H200 a 1406-frame step took 3.40 ms and a 1408-frame one 3.69 (other matmul
 and attention kernels: bench/results/request-timeline-h200.json), so the bucket's phase is measured, not assumed
 (``choose_frame_offset``): lengths are 16 k - offset frames.
+
 The outcome is kept on the volume (``TuningRecord``), keyed by everything that could change it (GPU,
 torch, worker version, model, attention backends), so later cold starts on the same kind of machine
 reuse it instead of measuring again (~8 s on an H100). Measuring never delays a request by more
