@@ -24,10 +24,11 @@ declare -A SMOKE=(
   [rounding]="bench/probes/rounding.py --model tiny-random --device cpu --seeds 1 --frames 48 --json $DIR/rounding.json"
   [prelude_graphs]="bench/probes/prelude_graphs.py --model tiny-random --device cpu --json $DIR/prelude_graphs.json"
   [frame_lengths]="bench/probes/frame_lengths.py --model tiny-random --device cpu --json $DIR/frame_lengths.json"
+  [capture_context]="bench/probes/capture_context.py --model tiny-random --device cpu --json $DIR/capture_context.json"
   [worker_check]="bench/gpu_worker_check.py"
 )
 ORDER=(synthesis sampler_speed new_lengths new_lengths_prewarmed throughput multi_gpu step_profile conv_probe rss_probe
-       request_timeline rounding prelude_graphs frame_lengths worker_check)
+       request_timeline rounding prelude_graphs frame_lengths capture_context worker_check)
 failed=0
 for name in "${@:-${ORDER[@]}}"; do
   [ -n "${SMOKE[$name]:-}" ] || { echo "unknown: $name (one of ${ORDER[*]})"; exit 2; }

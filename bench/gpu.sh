@@ -34,7 +34,8 @@ SUITES=(
   "probe-rounding|bench/probes/rounding.py: the kernels bit for bit against F5-TTS's fp16 modules, numerics per variant"
   "probe-request|bench/probes/request_timeline.py: one request's time in the engine, phase by phase, and its profile"
   "probe-prelude|bench/probes/prelude_graphs.py: a request's text embeddings and vocoder, eager vs CUDA graph"
-  "probe-lengths|bench/probes/frame_lengths.py: the step graph's time at each of 16 neighbouring lengths, batch 1 and 8"
+  "probe-lengths|bench/probes/frame_lengths.py (\$LENGTHS_ARGS: --sweeps B:FIRST-LAST:STEP,...): a step's time by length"
+  "probe-context|bench/probes/capture_context.py: step graphs captured on the main, the batcher's and a new thread"
   "probe-rss|bench/probes/gpu_rss_probe.sh: where host memory grew per job with the first engine (probe)"
 )
 
@@ -62,7 +63,8 @@ run_suite() {
     probe-rounding) source bench/gpu_env.sh flash && timeout 300 python3 bench/probes/rounding.py --json "$OUT/rounding.json" ;;
     probe-request) source bench/gpu_env.sh && timeout 240 python3 bench/probes/request_timeline.py --json "$OUT/request-timeline.json" ;;
     probe-prelude) source bench/gpu_env.sh && timeout 240 python3 bench/probes/prelude_graphs.py --json "$OUT/prelude-graphs.json" ;;
-    probe-lengths) source bench/gpu_env.sh && timeout 300 python3 bench/probes/frame_lengths.py --json "$OUT/frame-lengths.json" ;;
+    probe-lengths) source bench/gpu_env.sh && timeout 560 python3 bench/probes/frame_lengths.py ${LENGTHS_ARGS:-} --json "$OUT/frame-lengths.json" ;;
+    probe-context) source bench/gpu_env.sh && timeout 240 python3 bench/probes/capture_context.py --json "$OUT/capture-context.json" ;;
     probe-rss) bash bench/probes/gpu_rss_probe.sh ;;
     *) return 127 ;;
   esac

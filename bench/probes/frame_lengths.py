@@ -27,6 +27,8 @@ from step_profile import profile_step  # noqa: E402
 def main() -> int:
     parser = probe_arguments(__doc__)
     parser.add_argument("--bases", default="944,1408,1872")
+    parser.add_argument("--sweeps", default="",
+                        help="instead of --bases: BATCH:FIRST-LAST:STEP,... every STEP-th length from FIRST to LAST")
     args = parser.parse_args()
     from f5_worker.engine.engine import SynthesisParams
 
@@ -63,6 +65,10 @@ def main() -> int:
         sampler.forget_graphs()
         return round(statistics.median(runs[1:]), 4)
 
+    if args.sweeps:
+        sweep(args.sweeps, step_ms, graph_for, sampler, out, args.json)
+        engine.close()
+        return 0
     cases = [(1, int(base)) for base in args.bases.split(",")] + [(8, int(args.bases.split(",")[1]))]
     for batch, base in cases:
         row = {base - d: step_ms(batch, base - d) for d in range(16)}
@@ -86,6 +92,33 @@ def main() -> int:
     report(out, args.json)
     engine.close()
     return 0
+
+
+def sweep(spec: str, step_ms, graph_for, sampler, out: dict, json_path: str | None) -> None:
+    """ms per step at every STEP-th length of each sweep, then the matmul kernels of its fastest and slowest
+    lengths per frame (where cuBLAS's choice changes)."""
+    out["sweeps"] = {}
+    for item in spec.split(","):
+        batch, lengths = item.split(":", 1)
+        first_last, step = lengths.rsplit(":", 1)
+        first, last = (int(n) for n in first_last.split("-"))
+        row = {frames: step_ms(int(batch), frames) for frames in range(first, last + 1, int(step))}
+        per_frame = {frames: ms / frames for frames, ms in row.items()}
+        best, worst = min(per_frame, key=per_frame.get), max(per_frame, key=per_frame.get)
+        entry = out["sweeps"][item] = {"ms_per_step": row, "fastest_per_frame": best, "slowest_per_frame": worst}
+        print(f"batch {batch}, {first}-{last} every {step}: per frame fastest at {best} "
+              f"({row[best]} ms), slowest at {worst} ({row[worst]} ms);", row, flush=True)
+        report(out, json_path)
+        try:
+            for frames in (best, worst):
+                profile = profile_step(graph_for(int(batch), frames).graph.replay, True)
+                sampler.forget_graphs()
+                entry[f"kernels at {frames}"] = [(r["kernel"][:60], r["ms"], r["calls"]) for r in profile["top"]
+                                                 if r["kind"] in ("matmul", "attention")]
+                print(f"  kernels at {frames}:", entry[f"kernels at {frames}"], flush=True)
+        except Exception as error:  # noqa: BLE001  a profiler failure is a result too
+            entry["kernels error"] = f"{type(error).__name__}: {error}"[:300]
+    report(out, json_path)
 
 
 if __name__ == "__main__":
