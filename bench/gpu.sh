@@ -36,6 +36,7 @@ SUITES=(
   "probe-prelude|bench/probes/prelude_graphs.py: a request's text embeddings and vocoder, eager vs CUDA graph"
   "probe-lengths|bench/probes/frame_lengths.py (\$LENGTHS_ARGS: --sweeps B:FIRST-LAST:STEP,...): a step's time by length"
   "probe-context|bench/probes/capture_context.py: step graphs captured on the main, the batcher's and a new thread"
+  "probe-attention|bench/probes/attention_lengths.py: the attention alone around multiples of 128 frames, five ways"
   "probe-rss|bench/probes/gpu_rss_probe.sh: where host memory grew per job with the first engine (probe)"
 )
 
@@ -65,6 +66,7 @@ run_suite() {
     probe-prelude) source bench/gpu_env.sh && timeout 240 python3 bench/probes/prelude_graphs.py --json "$OUT/prelude-graphs.json" ;;
     probe-lengths) source bench/gpu_env.sh && timeout 560 python3 bench/probes/frame_lengths.py ${LENGTHS_ARGS:-} --json "$OUT/frame-lengths.json" ;;
     probe-context) source bench/gpu_env.sh && timeout 240 python3 bench/probes/capture_context.py --json "$OUT/capture-context.json" ;;
+    probe-attention) source bench/gpu_env.sh && timeout 300 python3 bench/probes/attention_lengths.py --json "$OUT/attention-lengths.json" ;;
     probe-rss) bash bench/probes/gpu_rss_probe.sh ;;
     *) return 127 ;;
   esac

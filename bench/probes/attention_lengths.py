@@ -1,0 +1,141 @@
+#!/usr/bin/env python3
+"""Why does a step just past a multiple of 128 frames cost 5-8% more, and can the attention avoid it? (issue 16)
+
+    python bench/probes/attention_lengths.py [--json OUT]   # GPU machine, repo root: bash bench/gpu.sh probe-attention
+
+probe-lengths found the step's time jumping at every multiple of 128 frames (1408 -> 1410: 3.38 -> 3.56 ms at
+batch 1, 24.7 -> 26.7 at 8, 49.6 -> 53.5 at 16) and cuDNN's attention taking 22-33% longer at 1424-1456 frames
+than at 1408. Here the attention alone, F5TTS_v1_Base's shape (16 heads of 64, q/k/v as views of one
+projection), fp16, batch 1 and 16 (2 and 32 sequences with guidance): cuDNN at several lengths; queries and
+keys of different lengths (which side costs); the keys split at the last multiple of 128 and the two parts merged
+by their log-sum-exp; keys padded to a multiple of 128 under a mask; PyTorch's flash and memory-efficient
+kernels. Each: µs per call (median of 5 runs of 20 calls) and mean relative difference from float32 attention.
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch.nn.attention import SDPBackend, sdpa_kernel
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from common import environment, report  # noqa: E402
+
+HEADS, DIM = 16, 64
+
+
+def projections(seqs: int, frames: int, kv_frames: int | None = None):
+    """q, k, v as the model has them: (seqs, heads, frames, dim) views of a (seqs, frames, 3 * heads * dim) output."""
+    qkv = torch.randn(seqs, frames, 3, HEADS, DIM, device="cuda", dtype=torch.float16)
+    q, k, v = (qkv[:, :, i].transpose(1, 2) for i in range(3))
+    if kv_frames is not None and kv_frames != frames:
+        kv = torch.randn(seqs, kv_frames, 2, HEADS, DIM, device="cuda", dtype=torch.float16)
+        k, v = (kv[:, :, i].transpose(1, 2) for i in range(2))
+    return q, k, v
+
+
+def cudnn(q, k, v, bias=None):
+    with sdpa_kernel(SDPBackend.CUDNN_ATTENTION):
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
+
+
+def cudnn_with_lse(q, k, v):
+    out = torch.ops.aten._scaled_dot_product_cudnn_attention(q, k, v, None, True, 0.0, False, False)
+    return out[0], out[1]
+
+
+def split_keys(q, k, v):
+    """Keys up to the last multiple of 128, then the rest, merged by each part's log-sum-exp."""
+    cut = k.shape[2] // 128 * 128
+    if cut in (0, k.shape[2]):
+        return cudnn(q, k, v)
+    o1, l1 = cudnn_with_lse(q, k[:, :, :cut], v[:, :, :cut])
+    o2, l2 = cudnn_with_lse(q, k[:, :, cut:], v[:, :, cut:])
+    l1, l2 = l1.float().reshape(*o1.shape[:3], 1), l2.float().reshape(*o2.shape[:3], 1)
+    top = torch.maximum(l1, l2)
+    w1, w2 = torch.exp(l1 - top), torch.exp(l2 - top)
+    return ((o1.float() * w1 + o2.float() * w2) / (w1 + w2)).to(q.dtype)
+
+
+def padded_keys(q, k, v):
+    """Keys and values padded to a multiple of 128, the padding masked out by an additive bias."""
+    frames = k.shape[2]
+    padded = -(-frames // 128) * 128
+    if padded == frames:
+        return cudnn(q, k, v)
+    k = F.pad(k, (0, 0, 0, padded - frames))
+    v = F.pad(v, (0, 0, 0, padded - frames))
+    bias = torch.zeros(1, 1, 1, padded, device="cuda", dtype=q.dtype)
+    bias[..., frames:] = float("-inf")
+    return cudnn(q, k, v, bias.expand(q.shape[0], q.shape[1], q.shape[2], padded))
+
+
+def backend(kind):
+    def run(q, k, v):
+        with sdpa_kernel(kind):
+            return F.scaled_dot_product_attention(q, k, v)
+    return run
+
+
+def micros(fn, *args) -> float:
+    for _ in range(3):
+        fn(*args)
+    runs = []
+    for _ in range(5):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        for _ in range(20):
+            fn(*args)
+        end.record()
+        torch.cuda.synchronize()
+        runs.append(start.elapsed_time(end) * 1000 / 20)
+    return round(statistics.median(runs), 1)
+
+
+def rel_diff(out, q, k, v) -> float:
+    exact = F.scaled_dot_product_attention(q.float(), k.float(), v.float())
+    return float((out.float() - exact).abs().mean() / exact.abs().mean())
+
+
+def main() -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--json")
+    args = parser.parse_args()
+    if not torch.cuda.is_available():
+        raise SystemExit("needs a GPU: the attention kernels measured here are CUDA's")
+    out: dict = {**environment("cuda", "F5TTS_v1_Base attention shape"), "us_per_call": {}}
+    variants = {"cudnn": cudnn, "split keys at 128k, merged": split_keys, "keys padded to 128k, masked": padded_keys,
+                "pytorch flash": backend(SDPBackend.FLASH_ATTENTION),
+                "pytorch memory-efficient": backend(SDPBackend.EFFICIENT_ATTENTION)}
+    for batch in (1, 16):
+        seqs = 2 * batch
+        for frames in (1408, 1410, 1424, 1456, 1536):
+            q, k, v = projections(seqs, frames)
+            for name, fn in variants.items():
+                if name != "cudnn" and frames not in (1424, 1456):
+                    continue
+                key = f"batch {batch}, {frames} frames, {name}"
+                try:
+                    row = {"us": micros(fn, q, k, v), "rel_diff_vs_fp32": round(rel_diff(fn(q, k, v), q, k, v), 6)}
+                except Exception as error:  # noqa: BLE001  a variant a backend refuses is a result too
+                    row = {"error": f"{type(error).__name__}: {error}"[:200]}
+                out["us_per_call"][key] = row
+                print(key, row, flush=True)
+        for q_frames, kv_frames in ((1456, 1408), (1408, 1456)):
+            q, _, _ = projections(seqs, q_frames)
+            _, k, v = projections(seqs, kv_frames)
+            key = f"batch {batch}, queries {q_frames}, keys {kv_frames}, cudnn"
+            out["us_per_call"][key] = {"us": micros(cudnn, q, k, v)}
+            print(key, out["us_per_call"][key], flush=True)
+    report(out, args.json)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
