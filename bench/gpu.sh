@@ -66,7 +66,7 @@ run_suite() {
     probe-prelude) source bench/gpu_env.sh && timeout 240 python3 bench/probes/prelude_graphs.py --json "$OUT/prelude-graphs.json" ;;
     probe-lengths) source bench/gpu_env.sh && timeout 560 python3 bench/probes/frame_lengths.py ${LENGTHS_ARGS:-} --json "$OUT/frame-lengths.json" ;;
     probe-context) source bench/gpu_env.sh && timeout 240 python3 bench/probes/capture_context.py --json "$OUT/capture-context.json" ;;
-    probe-attention) source bench/gpu_env.sh && timeout 300 python3 bench/probes/attention_lengths.py --json "$OUT/attention-lengths.json" ;;
+    probe-attention) source bench/gpu_env.sh && timeout 420 python3 bench/probes/attention_lengths.py --json "$OUT/attention-lengths.json" ;;
     probe-rss) bash bench/probes/gpu_rss_probe.sh ;;
     *) return 127 ;;
   esac

@@ -9,7 +9,9 @@ than at 1408. Here the attention alone, F5TTS_v1_Base's shape (16 heads of 64, q
 projection), fp16, batch 1 and 16 (2 and 32 sequences with guidance): cuDNN at several lengths; queries and
 keys of different lengths (which side costs); the keys split at the last multiple of 128 and the two parts merged
 by their log-sum-exp; keys padded to a multiple of 128 under a mask; PyTorch's flash and memory-efficient
-kernels. Each: µs per call (median of 5 runs of 20 calls) and mean relative difference from float32 attention.
+kernels; and a Triton flash-attention kernel that masks only the last tile of keys (``--triton``: its block
+sizes swept). Each: µs per call (median of 5 runs of 20 calls) and mean relative difference from float32
+attention.
 """
 
 from __future__ import annotations
@@ -26,6 +28,70 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from common import environment, report  # noqa: E402
 
 HEADS, DIM = 16, 64
+LOG2E = 1.4426950408889634
+
+try:
+    import triton
+    import triton.language as tl
+except ImportError:  # the probe's other variants run without it
+    triton = None
+
+if triton is not None:
+    @triton.jit
+    def _attention_kernel(Q, K, V, O, sqb, sqh, sqn, skb, skh, skn, svb, svh, svn, sob, soh, son, heads, frames,
+                          full: tl.constexpr, scale_log2e, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, HEAD_DIM: tl.constexpr):
+        """One (batch, head, block of queries): online softmax over the keys, full blocks unmasked, the last
+        (partial) block masked (``full``: the keys in whole blocks); fp32 accumulation, output in O's dtype."""
+        start_m = tl.program_id(0)
+        bh = tl.program_id(1)
+        b, h = bh // heads, bh % heads
+        offs_m = start_m * BLOCK_M + tl.arange(0, BLOCK_M)
+        offs_n = tl.arange(0, BLOCK_N)
+        offs_d = tl.arange(0, HEAD_DIM)
+        q = tl.load(Q + b * sqb + h * sqh + offs_m[:, None] * sqn + offs_d[None, :], mask=offs_m[:, None] < frames,
+                    other=0.0)
+        k_base = K + b * skb + h * skh
+        v_base = V + b * svb + h * svh
+        m_i = tl.full([BLOCK_M], float("-inf"), tl.float32)
+        l_i = tl.zeros([BLOCK_M], tl.float32)
+        acc = tl.zeros([BLOCK_M, HEAD_DIM], tl.float32)
+        for start_n in range(0, full, BLOCK_N):
+            k = tl.load(k_base + (start_n + offs_n)[None, :] * skn + offs_d[:, None])
+            qk = tl.dot(q, k) * scale_log2e
+            m_new = tl.maximum(m_i, tl.max(qk, 1))
+            p = tl.math.exp2(qk - m_new[:, None])
+            alpha = tl.math.exp2(m_i - m_new)
+            l_i = l_i * alpha + tl.sum(p, 1)
+            v = tl.load(v_base + (start_n + offs_n)[:, None] * svn + offs_d[None, :])
+            acc = tl.dot(p.to(v.dtype), v, acc * alpha[:, None])
+            m_i = m_new
+        if full < frames:
+            keys = full + offs_n
+            k = tl.load(k_base + keys[None, :] * skn + offs_d[:, None], mask=keys[None, :] < frames, other=0.0)
+            qk = tl.where(keys[None, :] < frames, tl.dot(q, k) * scale_log2e, float("-inf"))
+            m_new = tl.maximum(m_i, tl.max(qk, 1))
+            p = tl.math.exp2(qk - m_new[:, None])
+            alpha = tl.math.exp2(m_i - m_new)
+            l_i = l_i * alpha + tl.sum(p, 1)
+            v = tl.load(v_base + keys[:, None] * svn + offs_d[None, :], mask=keys[:, None] < frames, other=0.0)
+            acc = tl.dot(p.to(v.dtype), v, acc * alpha[:, None])
+        acc = acc / l_i[:, None]
+        tl.store(O + b * sob + h * soh + offs_m[:, None] * son + offs_d[None, :], acc.to(O.dtype.element_ty),
+                 mask=offs_m[:, None] < frames)
+
+
+def triton_attention(block_m: int, block_n: int, warps: int, stages: int):
+    """q, k, v (batch, heads, frames, dim) strided views -> out (batch, heads, frames, dim), laid out as
+    (batch, frames, heads, dim) like cuDNN's (the model reshapes it to (batch, frames, heads * dim))."""
+    def run(q, k, v):
+        batch, heads, frames, dim = q.shape
+        out = torch.empty(batch, frames, heads, dim, device=q.device, dtype=q.dtype).transpose(1, 2)
+        grid = (triton.cdiv(frames, block_m), batch * heads)
+        _attention_kernel[grid](q, k, v, out, *q.stride()[:3], *k.stride()[:3], *v.stride()[:3], *out.stride()[:3],
+                                heads, frames, frames // block_n * block_n, dim ** -0.5 * LOG2E, BLOCK_M=block_m, BLOCK_N=block_n, HEAD_DIM=dim,
+                                num_warps=warps, num_stages=stages)
+        return out
+    return run
 
 
 def projections(seqs: int, frames: int, kv_frames: int | None = None):
@@ -106,6 +172,8 @@ def main() -> int:
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--json")
+    parser.add_argument("--triton", default="128x64x4x3,128x64x8x3,128x128x8x3,64x64x4x3,"
+                        "128x32x4x4", help="Triton block sizes to try, BLOCK_MxBLOCK_NxWARPSxSTAGES,... ('' for none)")
     args = parser.parse_args()
     if not torch.cuda.is_available():
         raise SystemExit("needs a GPU: the attention kernels measured here are CUDA's")
@@ -113,12 +181,15 @@ def main() -> int:
     variants = {"cudnn": cudnn, "split keys at 128k, merged": split_keys, "keys padded to 128k, masked": padded_keys,
                 "pytorch flash": backend(SDPBackend.FLASH_ATTENTION),
                 "pytorch memory-efficient": backend(SDPBackend.EFFICIENT_ATTENTION)}
+    if triton is not None:
+        for config in filter(None, args.triton.split(",")):
+            variants[f"triton {config}"] = triton_attention(*(int(n) for n in config.split("x")))
     for batch in (1, 16):
         seqs = 2 * batch
         for frames in (1408, 1410, 1424, 1456, 1536):
             q, k, v = projections(seqs, frames)
             for name, fn in variants.items():
-                if name != "cudnn" and frames not in (1424, 1456):
+                if name != "cudnn" and not name.startswith("triton") and frames not in (1424, 1456):
                     continue
                 key = f"batch {batch}, {frames} frames, {name}"
                 try:
