@@ -63,8 +63,10 @@ def test_bucketed_lengths_are_the_nearest_of_the_bucket_phase_at_or_above(bucket
     assert frames <= got < frames + bucket and (got + offset) % bucket == 0
 
 
-def test_the_fastest_length_of_a_bucket_sets_the_frame_offset(monkeypatch):
-    """A stand-in sampler whose steps are slow at lengths that are multiples of 16 and fastest at 16 k - 6."""
+def test_the_phase_fastest_over_several_buckets_sets_the_frame_offset(monkeypatch):
+    """A stand-in sampler shaped like the H200's measurements: up to 1408 frames every phase runs alike but
+    16 k (offset 0) a little faster; from 1409 on the multiples of 8 are slow. One bucket below 1408 would pick
+    offset 0, which is slow above it; over four buckets a phase that is never a multiple of 8 wins."""
     import time
 
     import torch
@@ -74,18 +76,22 @@ def test_the_fastest_length_of_a_bucket_sets_the_frame_offset(monkeypatch):
     class Sampler:
         device = "cpu"
         lengths: list[int] = []
+        forgotten: list[int] = []
 
         def forget_graph(self, batch, frames, cfg_strength):
-            pass
+            self.forgotten.append(frames)
 
         def sample(self, requests, config):
             frames = requests[0].frames
             self.lengths.append(frames)
-            time.sleep(0.03 if frames % 16 == 0 else 0.005 if frames % 16 == 10 else 0.015)
+            if frames <= 1408:
+                time.sleep(0.004 if frames % 16 == 0 else 0.010)
+            else:
+                time.sleep(0.040 if frames % 8 == 0 else 0.010)
 
     monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: None)
     sampler = Sampler()
-    steps = choose_frame_offset(sampler, torch.zeros(4, 100), torch.ones(8, dtype=torch.long), 16)
+    steps = choose_frame_offset(sampler, torch.zeros(4, 100), torch.ones(8, dtype=torch.long), 16, steps=1, runs=1)
     yields = 0
     try:
         while True:
@@ -93,10 +99,11 @@ def test_the_fastest_length_of_a_bucket_sets_the_frame_offset(monkeypatch):
             yields += 1
     except StopIteration as done:
         offset, why = done.value
-    assert offset == 6 and why.startswith(f"{1408 - 6} frames: ") and "at 1408 " in why
-    assert sorted(set(sampler.lengths)) == [1408 - o for o in (14, 12, 10, 8, 6, 4, 2, 0)]
-    assert yields == 16  # after each capture and each measurement: a request waits for one at most
-    assert 1408 - 16 < TYPICAL_FRAMES <= 1408  # the bucket holding a typical request
+    assert offset % 8 != 0 and why.startswith(f"lengths 16 k - {offset}: ") and "1377-1440 frames" in why
+    assert sorted(set(sampler.lengths)) == sorted(top - o for top in (1392, 1408, 1424, 1440) for o in range(0, 16, 2))
+    assert yields == 2 * 8 * 4  # after each capture and each measurement: a request waits for one at most
+    assert not {top - offset for top in (1392, 1408, 1424, 1440)} & set(sampler.forgotten)  # the chosen graphs stay
+    assert 1408 - 16 < TYPICAL_FRAMES <= 1408  # the buckets: the typical request's, one below, two above
 
 
 def test_the_frame_offset_is_measured_on_the_real_sampler_and_its_graph_path(monkeypatch):
@@ -122,5 +129,6 @@ def test_the_frame_offset_is_measured_on_the_real_sampler_and_its_graph_path(mon
             next(steps)
     except StopIteration as done:
         offset, why = done.value
-    assert offset in (0, 2) and "of one bucket of 4" in why  # (the tiny model's times on the CPU: either)
-    assert [frames for _, frames, _ in sampler._graphs] == [1408 - offset]  # the other length's graph dropped
+    assert offset in (0, 2) and "of 4 buckets" in why  # (the tiny model's times on the CPU: either)
+    kept = sorted(frames for _, frames, _ in sampler._graphs)
+    assert kept == [top - offset for top in (1404, 1408, 1412, 1416)]  # the other phase's graphs dropped

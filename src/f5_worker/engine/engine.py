@@ -33,9 +33,8 @@ from .models import HOP_LENGTH, SAMPLE_RATE, ModelFiles, build_model, build_voco
 from .graphs import GraphedByShape
 from .sampler import SampleRequest, Sampler, SamplingConfig
 from .text import chunk_text, convert_char_to_pinyin, list_str_to_idx, list_str_to_tensor
-from .tuning import (TYPICAL_FRAMES, BatchChoice, TuningRecord, bucketed, choose_batch, choose_frame_offset,
-                     choose_mixed_policy, measure_batches,
-                     stand_in_inputs, tuning_key)
+from .tuning import (FRAME_OFFSET_BUCKETS, TYPICAL_FRAMES, BatchChoice, TuningRecord, bucketed, choose_batch,
+                     choose_frame_offset, choose_mixed_policy, measure_batches, stand_in_inputs, tuning_key)
 
 __all__ = ["Engine", "EngineConfig", "SynthesisParams", "Reference", "Cancelled", "crossfade", "SAMPLE_RATE"]
 
@@ -471,7 +470,8 @@ class Engine:
                           memory=torch.cuda.get_device_properties(self.device).total_memory,
                           torch=torch.__version__, worker=__version__, model=self.config.model,
                           single=self.attention.single, batch=self.attention.batch,
-                          graphs=self.sampler.cuda_graphs, bucket=self.frame_bucket, kernels=self.kernels)
+                          graphs=self.sampler.cuda_graphs, bucket=self.frame_bucket, kernels=self.kernels,
+                          offset_buckets=FRAME_OFFSET_BUCKETS)
 
     def _tune(self, cache_dir: Path | None) -> Iterator[None]:
         """What an earlier start measured on this kind of machine, or (none kept) measure how to run requests

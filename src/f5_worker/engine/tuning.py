@@ -37,6 +37,7 @@ __all__ = ["BatchTiming", "BatchChoice", "choose_batch", "measure_batches", "cho
 
 log = get_logger("engine.tuning")
 TYPICAL_FRAMES = 1406  # 5 s reference + 10 s of speech at 24 kHz / 256
+FRAME_OFFSET_BUCKETS = 4  # buckets around a typical request whose phases choose_frame_offset measures
 CANDIDATES = (1, 2, 4, 8, 16, 32, 64)
 
 
@@ -126,36 +127,44 @@ def _around_typical(cond, text, batch: int, spread: float, frames: int = TYPICAL
             for i in range(batch)]
 
 
-def choose_frame_offset(sampler, cond: torch.Tensor, text: torch.Tensor, bucket: int, *, steps: int = 4,
-                        runs: int = 3) -> Iterator[None]:
-    """Time a typical request's steps at each even length of one bucket (bucket k, k - 2, ... k - bucket + 2),
-    from CUDA graphs as served, and return (offset, why) of the fastest: lengths are then rounded up to
-    bucket k - offset (``bucketed``). A generator (``yield from``), as ``measure_batches``."""
+def choose_frame_offset(sampler, cond: torch.Tensor, text: torch.Tensor, bucket: int, *,
+                        buckets: int = FRAME_OFFSET_BUCKETS, steps: int = 4, runs: int = 3) -> Iterator[None]:
+    """Time a request's steps at each even phase of ``buckets`` neighbouring buckets around a typical request
+    (bucket k - offset for offset 0, 2, ... bucket - 2), from CUDA graphs as served, and return (offset, why)
+    of the phase fastest over them all: lengths are then rounded up to bucket k - offset (``bucketed``).
+
+    Several buckets, because which lengths are slow depends on the block of lengths: on the H200 every length
+    from 1393 to 1408 frames ran a step in 3.41-3.46 ms while from 1410 on the multiples of 8 took ~2.5% longer
+    than their neighbours (cuBLAS picks other tiles): one bucket's fastest phase was noise elsewhere
+    (BENCHMARKS.md, "A step's time by length"). A generator (``yield from``), as ``measure_batches``."""
     from .sampler import SampleRequest, SamplingConfig
 
-    top = bucketed(TYPICAL_FRAMES, bucket)
+    tops = [bucketed(TYPICAL_FRAMES, bucket) + bucket * j for j in range(-1, buckets - 1)]
     config = SamplingConfig(steps=steps)
     ms: dict[int, float] = {}
     for offset in range(0, bucket, 2) if bucket > 1 else (0,):
-        requests = [SampleRequest(cond, text, top - offset, 0)]
-        sampler.sample(requests, config)  # capture, kernel selection
-        yield
-        times = []
-        for _ in range(runs):
-            torch.cuda.synchronize(sampler.device)
-            began = time.perf_counter()
-            sampler.sample(requests, config)
-            torch.cuda.synchronize(sampler.device)
-            times.append((time.perf_counter() - began) * 1000 / steps)
-        ms[offset] = sorted(times)[len(times) // 2]
-        yield
+        ms[offset] = 0.0
+        for top in tops:
+            requests = [SampleRequest(cond, text, top - offset, 0)]
+            sampler.sample(requests, config)  # capture, kernel selection
+            yield
+            times = []
+            for _ in range(runs):
+                torch.cuda.synchronize(sampler.device)
+                began = time.perf_counter()
+                sampler.sample(requests, config)
+                torch.cuda.synchronize(sampler.device)
+                times.append((time.perf_counter() - began) * 1000 / steps)
+            ms[offset] += sorted(times)[len(times) // 2] / len(tops)
+            yield
     offset, slowest = min(ms, key=ms.get), max(ms, key=ms.get)
     for other in ms.keys() - {offset}:  # lengths no request will run at now: their graphs' memory goes back
-        sampler.forget_graph(1, top - other, config.cfg_strength)
-    why = (f"{top - offset} frames: {ms[offset]:.2f} ms per step, against {ms[slowest]:.2f} at {top - slowest} "
-           f"(the even lengths of one bucket of {bucket})")
+        for top in tops:
+            sampler.forget_graph(1, top - other, config.cfg_strength)
+    why = (f"lengths {bucket} k - {offset}: {ms[offset]:.2f} ms per step on average, against {ms[slowest]:.2f} at "
+           f"{bucket} k - {slowest} (the even phases of {len(tops)} buckets, {tops[0] - bucket + 1}-{tops[-1]} frames)")
     event(log, "request lengths chosen", phase="engine.tune", frame_offset=offset, why=why,
-          ms_per_step={top - o: round(v, 3) for o, v in ms.items()})
+          ms_per_step={o: round(v, 3) for o, v in ms.items()})
     return offset, why
 
 
