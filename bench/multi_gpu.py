@@ -13,20 +13,19 @@ engines are loaded once, in parallel, as the worker loads them. Then, for each l
   engine's batch L;
 
 each client sending requests back to back, two untimed rounds first (graphs, allocations: as throughput.py), then
-``--rounds`` timed, after each engine's background start-up work (kernels, tuning, graphs) as serving runs it. audio_s_per_s = audio made / wall time. ``multi_gpu_scaling`` = the best "all" / the best "one"
+``--rounds`` timed without stopping (``throughput.closed_loop``), after each engine's background start-up work (kernels, tuning, graphs) as serving runs it. audio_s_per_s = audio made / wall time. ``multi_gpu_scaling`` = the best "all" / the best "one"
 (issue 17's goal: >= 1.9 on two GPUs). ``--device cpu`` makes N CPU engines: a smoke run, not a figure.
 """
 
 from __future__ import annotations
 
 import argparse
-import threading
 import time
 
 import numpy as np
 import torch
 from common import environment, report, start_as_serving
-from throughput import REF_S, REF_TEXT, SR, percentile, text_for
+from throughput import REF_S, REF_TEXT, SR, closed_loop, percentile, text_for
 
 
 def run_level(target, engines, voice, clients: int, per_engine_batch: int, rounds: int, nfe: int) -> dict:
@@ -36,29 +35,17 @@ def run_level(target, engines, voice, clients: int, per_engine_batch: int, round
     for engine in engines:
         engine.batcher.max_batch = per_engine_batch
 
-    def client(i: int, n: int, sink: list):
-        for r in range(n):
-            began = time.perf_counter()
-            audio = target.synthesize(voice, text_for(10.0), SynthesisParams(seed=100_000 * r + i, nfe_step=nfe))
-            sink.append((time.perf_counter() - began, len(audio) / SR))
-
-    # Two untimed rounds, as throughput.py: after a lone job the batcher starts the next at once, so a first
-    # round can run as 1 + (L - 1), and the batch of L comes (and is captured) in the second.
-    for n, _timed in ((2, False), (rounds, True)):
-        sink: list = []
-        threads = [threading.Thread(target=client, args=(i, n, sink)) for i in range(clients)]
-        batches = sum(e.batcher.batches for e in engines)
+    def request(i: int, r: int) -> tuple[float, float]:
         began = time.perf_counter()
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        wall = time.perf_counter() - began
+        audio = target.synthesize(voice, text_for(10.0), SynthesisParams(seed=100_000 * r + i, nfe_step=nfe))
+        return time.perf_counter() - began, len(audio) / SR
+
+    sink, wall, batches = closed_loop(request, clients, rounds, lambda: sum(e.batcher.batches for e in engines))
     audio = sum(a for _, a in sink)
     latencies = [s for s, _ in sink]
     return {"clients": clients, "batch_per_engine": per_engine_batch, "requests": len(sink),
             "audio_s": round(audio, 1), "wall_s": round(wall, 2), "audio_s_per_s": round(audio / wall, 1),
-            "mean_batch": round(len(sink) / max(sum(e.batcher.batches for e in engines) - batches, 1), 1),
+            "mean_batch": round(len(sink) / max(batches, 1), 1),
             "p50_ms": round(percentile(latencies, 50) * 1000), "p95_ms": round(percentile(latencies, 95) * 1000)}
 
 
