@@ -134,6 +134,40 @@ def mean_rel_diff(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a - b).abs().mean() / b.abs().mean())
 
 
+def step_graph_as_profiled(engine, batch: int, frames: int):
+    """The engine sampler's step graph for ``batch`` requests of ``frames``, in ``step_profile.py``'s setting:
+    random x and inputs, every replay at t = 0.5 with step size 0 (x stays as it is: each replay the same work)."""
+    from f5_worker.engine.engine import SynthesisParams
+
+    sampler, dit = engine.sampler, engine.model.transformer
+    with torch.inference_mode():
+        sampler._step_inputs_for(32)
+        graph = sampler._graph(batch, frames, SynthesisParams.cfg_strength)
+        graph.x.normal_(), graph.inputs.normal_()
+        steps = graph.step_inputs
+        steps.conditionings.copy_(dit.time_conditioning(torch.tensor([0.5], device=graph.x.device,
+                                                                     dtype=engine.dtype)))
+        steps.sizes.zero_()
+        steps.loaded = None
+    torch.cuda.synchronize()
+    return graph
+
+
+def replay_ms(graph, replays: int = 16, runs: int = 4) -> float:
+    """A CUDA graph's ms per replay: the median of ``runs`` - 1 runs of ``replays`` back to back (the first,
+    a warm-up, dropped)."""
+    times = []
+    for _ in range(runs):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        for _ in range(replays):
+            graph.replay()
+        end.record()
+        torch.cuda.synchronize()
+        times.append(start.elapsed_time(end) / replays)
+    return round(statistics.median(times[1:]), 4)
+
+
 def report(out: dict, json_path: str | None) -> None:
     """A benchmark's result: printed whole, and written to ``json_path`` when given."""
     print(json.dumps(out, indent=1))

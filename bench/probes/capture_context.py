@@ -14,7 +14,6 @@ matmul kernels one replay ran; then one eager linear of the feed-forward's shape
 
 from __future__ import annotations
 
-import statistics
 import sys
 import threading
 from pathlib import Path
@@ -22,7 +21,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from common import environment, probe_arguments, random_engine, report  # noqa: E402
+from common import environment, probe_arguments, random_engine, replay_ms, report, step_graph_as_profiled  # noqa: E402
 from step_profile import device_events, profile_step  # noqa: E402
 
 
@@ -38,47 +37,22 @@ def main() -> int:
     parser = probe_arguments(__doc__)
     parser.add_argument("--lengths", default="1396,1408")
     args = parser.parse_args()
-    from f5_worker.engine.engine import SynthesisParams
 
     cuda = args.device == "cuda"
     engine = random_engine(args.model, args.device, max_batch=1)
     out: dict = {**environment(args.device, args.model), "kernels": engine.enable_kernels(), "graphs": {},
                  "eager_linear": {}}
-    sampler, dit = engine.sampler, engine.model.transformer
+    sampler = engine.sampler
     if not cuda:  # no graphs on the CPU: the smoke run stops here
         report(out, args.json)
         return 0
     contexts = {"main thread": lambda fn: fn(), "batcher thread": engine.batcher.call, "new thread": on_new_thread}
 
-    def capture(frames: int):
-        with torch.inference_mode():
-            sampler._step_inputs_for(32)
-            graph = sampler._graph(1, frames, SynthesisParams.cfg_strength)
-            graph.x.normal_(), graph.inputs.normal_()
-            steps = graph.step_inputs
-            steps.conditionings.copy_(dit.time_conditioning(torch.tensor([0.5], device="cuda", dtype=engine.dtype)))
-            steps.sizes.zero_()
-            steps.loaded = None
-        torch.cuda.synchronize()
-        return graph
-
-    def step_ms(graph) -> float:
-        runs = []
-        for _ in range(4):
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            for _ in range(16):
-                graph.graph.replay()
-            end.record()
-            torch.cuda.synchronize()
-            runs.append(start.elapsed_time(end) / 16)
-        return round(statistics.median(runs[1:]), 4)
-
     for frames in (int(n) for n in args.lengths.split(",")):
         for name, run_in in contexts.items():
-            graph = run_in(lambda: capture(frames))
+            graph = run_in(lambda: step_graph_as_profiled(engine, 1, frames))
             top = [r for r in profile_step(graph.graph.replay, cuda)["top"] if r["kind"] == "matmul"]
-            row = {"ms": step_ms(graph), "matmuls": [(r["kernel"][:60], r["ms"], r["calls"]) for r in top],
+            row = {"ms": replay_ms(graph.graph), "matmuls": [(r["kernel"][:60], r["ms"], r["calls"]) for r in top],
                    "x_ptr_mod_256": graph.x.data_ptr() % 256, "inputs_ptr_mod_256": graph.inputs.data_ptr() % 256}
             sampler.forget_graphs()
             out["graphs"][f"{frames} frames, {name}"] = row

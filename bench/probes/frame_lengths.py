@@ -13,14 +13,12 @@ replay profiled at the middle base and base - 2, batch 1 and 8: the matmul and a
 
 from __future__ import annotations
 
-import statistics
 import sys
 from pathlib import Path
 
-import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from common import environment, probe_arguments, random_engine, report  # noqa: E402
+from common import environment, probe_arguments, random_engine, replay_ms, report, step_graph_as_profiled  # noqa: E402
 from step_profile import profile_step  # noqa: E402
 
 
@@ -30,40 +28,22 @@ def main() -> int:
     parser.add_argument("--sweeps", default="",
                         help="instead of --bases: BATCH:FIRST-LAST:STEP,... every STEP-th length from FIRST to LAST")
     args = parser.parse_args()
-    from f5_worker.engine.engine import SynthesisParams
 
     cuda = args.device == "cuda"
     engine = random_engine(args.model, args.device, max_batch=1)
     out: dict = {**environment(args.device, args.model), "kernels": engine.enable_kernels(), "ms_per_step": {}}
-    sampler, dit = engine.sampler, engine.model.transformer
+    sampler = engine.sampler
     if not cuda:  # no graphs on the CPU: the smoke run stops here
         report(out, args.json)
         return 0
 
     def graph_for(batch: int, frames: int):
-        with torch.inference_mode():
-            sampler._step_inputs_for(32)
-            graph = sampler._graph(batch, frames, SynthesisParams.cfg_strength)
-            graph.x.normal_(), graph.inputs.normal_()
-            steps = graph.step_inputs
-            steps.conditionings.copy_(dit.time_conditioning(torch.tensor([0.5], device="cuda", dtype=engine.dtype)))
-            steps.sizes.zero_()  # x stays as it is: every replay the same work
-            steps.loaded = None
-        return graph
+        return step_graph_as_profiled(engine, batch, frames)
 
     def step_ms(batch: int, frames: int) -> float:
-        graph = graph_for(batch, frames)
-        runs = []
-        for _ in range(4):
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            for _ in range(16):
-                graph.graph.replay()
-            end.record()
-            torch.cuda.synchronize()
-            runs.append(start.elapsed_time(end) / 16)
+        ms = replay_ms(graph_for(batch, frames).graph)
         sampler.forget_graphs()
-        return round(statistics.median(runs[1:]), 4)
+        return ms
 
     if args.sweeps:
         sweep(args.sweeps, step_ms, graph_for, sampler, out, args.json)
