@@ -8,8 +8,9 @@ batch 1, 24.7 -> 26.7 at 8, 49.6 -> 53.5 at 16) and cuDNN's attention taking 22-
 than at 1408. Here the attention alone, F5TTS_v1_Base's shape (16 heads of 64, q/k/v as views of one
 projection), fp16, batch 1 and 16 (2 and 32 sequences with guidance): cuDNN at several lengths; queries and
 keys of different lengths (which side costs); the keys split at the last multiple of 128 and the two parts merged
-by their log-sum-exp; keys padded to a multiple of 128 under a mask; PyTorch's flash and memory-efficient
-kernels; and a Triton flash-attention kernel that masks only the last tile of keys (``--triton``: its block
+by their log-sum-exp; keys padded to a multiple of 128 under a mask; cuDNN's variable-length path; keys padded to a
+multiple of 128 with one more head dimension sending the padding to -inf (no mask); PyTorch's flash and
+memory-efficient kernels; and a Triton flash-attention kernel that masks only the last tile of keys (``--triton``: its block
 sizes swept). Each: µs per call (median of 5 runs of 20 calls) and mean relative difference from float32
 attention.
 """
@@ -140,6 +141,37 @@ def padded_keys(q, k, v):
     return cudnn(q, k, v, bias.expand(q.shape[0], q.shape[1], q.shape[2], padded))
 
 
+def ragged_cudnn(q, k, v):
+    """cuDNN's variable-length path (as PyTorch's nested tensors call it): the sequences packed (rows, heads,
+    dim), their starts in cum_seq; each sequence's keys end at its length instead of at a tile's end."""
+    batch, heads, frames, dim = q.shape
+    starts = torch.arange(0, (batch + 1) * frames, frames, device=q.device, dtype=torch.int32)
+    packed = [t.transpose(1, 2).reshape(batch * frames, heads, dim) for t in (q, k, v)]
+    out = torch.ops.aten._cudnn_attention_forward(*packed, None, starts, starts, frames, frames, False, 0.0, False,
+                                                 False)[0]
+    return out.view(batch, frames, heads, dim).transpose(1, 2)
+
+
+def extra_dimension(q, k, v):
+    """(q', k', v', head dim) for the padded-keys trick: one more dimension per head (72 = 64 + 8, cuDNN's head
+    dims go by 8) that is 1 in every query and 0 in every real key, and keys and values padded to a multiple of
+    128 frames whose extra dimension is -60000: a padded key's logit is -60000 / 8, its weight exactly 0 in fp32,
+    and real keys' logits are unchanged. In a model the q/k/v projection would write these (rows of zeros and a
+    bias of 1 in its weights); here they are built once, outside the timing."""
+    batch, heads, frames, dim = q.shape
+    padded = -(-frames // 128) * 128
+    extra = 8
+    q2 = torch.zeros(batch, frames, heads, dim + extra, device=q.device, dtype=q.dtype)
+    q2[..., :dim] = q.transpose(1, 2)
+    q2[..., dim] = 1.0
+    k2 = torch.zeros(batch, padded, heads, dim + extra, device=q.device, dtype=q.dtype)
+    v2 = torch.zeros_like(k2)
+    k2[:, :frames, :, :dim] = k.transpose(1, 2)
+    k2[:, frames:, :, dim] = -60000.0
+    v2[:, :frames, :, :dim] = v.transpose(1, 2)
+    return q2.transpose(1, 2), k2.transpose(1, 2), v2.transpose(1, 2), dim
+
+
 def backend(kind):
     def run(q, k, v):
         with sdpa_kernel(kind):
@@ -178,7 +210,8 @@ def main() -> int:
     if not torch.cuda.is_available():
         raise SystemExit("needs a GPU: the attention kernels measured here are CUDA's")
     out: dict = {**environment("cuda", "F5TTS_v1_Base attention shape"), "us_per_call": {}}
-    variants = {"cudnn": cudnn, "split keys at 128k, merged": split_keys, "keys padded to 128k, masked": padded_keys,
+    variants = {"cudnn": cudnn, "cudnn ragged (cum_seq)": ragged_cudnn, "split keys at 128k, merged": split_keys,
+                "keys padded to 128k, masked": padded_keys,
                 "pytorch flash": backend(SDPBackend.FLASH_ATTENTION),
                 "pytorch memory-efficient": backend(SDPBackend.EFFICIENT_ATTENTION)}
     if triton is not None:
@@ -195,6 +228,19 @@ def main() -> int:
                 try:
                     row = {"us": micros(fn, q, k, v), "rel_diff_vs_fp32": round(rel_diff(fn(q, k, v), q, k, v), 6)}
                 except Exception as error:  # noqa: BLE001  a variant a backend refuses is a result too
+                    row = {"error": f"{type(error).__name__}: {error}"[:200]}
+                out["us_per_call"][key] = row
+                print(key, row, flush=True)
+            if frames in (1424, 1456):
+                q, k, v = projections(seqs, frames)
+                key = f"batch {batch}, {frames} frames, head dim 72, keys padded to 128k (extra dimension)"
+                try:
+                    q2, k2, v2, dim = extra_dimension(q, k, v)
+                    def trick():
+                        with sdpa_kernel(SDPBackend.CUDNN_ATTENTION):
+                            return F.scaled_dot_product_attention(q2, k2, v2, scale=dim ** -0.5)
+                    row = {"us": micros(trick), "rel_diff_vs_fp32": round(rel_diff(trick()[..., :dim], q, k, v), 6)}
+                except Exception as error:  # noqa: BLE001
                     row = {"error": f"{type(error).__name__}: {error}"[:200]}
                 out["us_per_call"][key] = row
                 print(key, row, flush=True)
