@@ -206,6 +206,8 @@ def main() -> int:
     parser.add_argument("--json")
     parser.add_argument("--triton", default="128x64x4x3,128x64x8x3,128x128x8x3,64x64x4x3,"
                         "128x32x4x4", help="Triton block sizes to try, BLOCK_MxBLOCK_NxWARPSxSTAGES,... ('' for none)")
+    parser.add_argument("--batches", default="1,16")
+    parser.add_argument("--lengths", default="1408,1410,1424,1456,1536")
     args = parser.parse_args()
     if not torch.cuda.is_available():
         raise SystemExit("needs a GPU: the attention kernels measured here are CUDA's")
@@ -217,9 +219,9 @@ def main() -> int:
     if triton is not None:
         for config in filter(None, args.triton.split(",")):
             variants[f"triton {config}"] = triton_attention(*(int(n) for n in config.split("x")))
-    for batch in (1, 16):
+    for batch in (int(n) for n in args.batches.split(",")):
         seqs = 2 * batch
-        for frames in (1408, 1410, 1424, 1456, 1536):
+        for frames in (int(n) for n in args.lengths.split(",")):
             q, k, v = projections(seqs, frames)
             for name, fn in variants.items():
                 if name != "cudnn" and not name.startswith("triton") and frames not in (1424, 1456):
