@@ -39,6 +39,8 @@ def main() -> int:
     parser.add_argument("--kernels", action="store_true", help="the engine's Triton kernels (checked first)")
     parser.add_argument("--batches", default="1,2,4,8,16,32,64")
     parser.add_argument("--cudnn-benchmark", action="store_true")
+    parser.add_argument("--attention-path", choices=common.ATTENTION_PATHS, default="dense",
+                        help="cuDNN's dense attention (as the worker runs) or its variable-length path (common.py)")
     parser.add_argument("--no-numerics", action="store_true", help="skip the comparison with F5-TTS's CFM.sample")
     parser.add_argument("--numerics-seeds", type=int, default=4, help="requests (seeds) the comparison averages over")
     parser.add_argument("--model", default="F5TTS_v1_Base", help="tiny-random with --device cpu: a smoke run")
@@ -66,8 +68,9 @@ def main() -> int:
         return time.perf_counter() - began
 
     torch.backends.cudnn.benchmark = args.cudnn_benchmark
+    common.use_attention_path(args.attention_path)
     out: dict = {**environment(device, args.model), "compile": args.compile, "kernels": args.kernels,
-                 "cudnn_benchmark": args.cudnn_benchmark,
+                 "cudnn_benchmark": args.cudnn_benchmark, "attention_path": args.attention_path,
                  "nfe": args.nfe, "frames": FRAMES, "ref_frames": REF_FRAMES, "runs": runs}
     backends = ["torch"] + (["flash_attn"] if flash_attn_available() else [])
     model = build_model(args.model, ModelFiles(), device=device)
