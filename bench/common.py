@@ -168,39 +168,6 @@ def replay_ms(graph, replays: int = 16, runs: int = 4) -> float:
     return round(statistics.median(times[1:]), 4)
 
 
-ATTENTION_PATHS = ("dense", "ragged", "ragged-packed")
-
-
-def use_attention_path(path: str) -> None:
-    """The worker's unmasked attention through cuDNN's dense path (as it runs: "dense", nothing changes) or its
-    variable-length path ("ragged": each sequence's keys end at its length, not at a tile's end; on the model's
-    interleaved q/k/v views; "ragged-packed": on packed copies, in case cuDNN assumes packed rows, see
-    cudnn-frontend#538). Issue 16's probe-attention question asked of the whole engine; F5-TTS's modules keep
-    PyTorch's dense call. For measuring only: the worker's own choice of kernels is measured at start-up."""
-    if path == "dense":
-        return
-    import types
-
-    import torch.nn.functional as F
-
-    from f5_worker.engine.nn import attention
-
-    def sdpa(q, k, v, attn_mask=None, **options):
-        if attn_mask is not None or options or q.device.type != "cuda":
-            return F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, **options)
-        batch, heads, frames, dim = q.shape
-        starts = torch.arange(0, (batch + 1) * frames, frames, device=q.device, dtype=torch.int32)
-        rows = [t.transpose(1, 2) for t in (q, k, v)]
-        if path == "ragged-packed":
-            rows = [t.contiguous() for t in rows]
-        rows = [t.reshape(batch * frames, heads, dim) for t in rows]
-        out = torch.ops.aten._cudnn_attention_forward(*rows, None, starts, starts, frames, frames, False, 0.0, False,
-                                                     False)[0]
-        return out.view(batch, frames, heads, dim).transpose(1, 2)
-
-    attention.F = types.SimpleNamespace(linear=F.linear, scaled_dot_product_attention=sdpa)
-
-
 def report(out: dict, json_path: str | None) -> None:
     """A benchmark's result: printed whole, and written to ``json_path`` when given."""
     print(json.dumps(out, indent=1))

@@ -27,7 +27,7 @@ import time
 
 import numpy as np
 import torch
-from common import ATTENTION_PATHS, report, start_as_serving, use_attention_path
+from common import report, start_as_serving
 
 UNTIMED_ROUNDS = 2
 
@@ -102,8 +102,6 @@ def main() -> int:
     parser.add_argument("--single-backend", default="sdpa", choices=("sdpa", "flash_attn"))
     parser.add_argument("--batch-backend", default="sdpa", choices=("sdpa", "flash_attn"))
     parser.add_argument("--lengths", choices=("same", "mixed"), default="same")
-    parser.add_argument("--attention-path", choices=ATTENTION_PATHS, default="dense",
-                        help="cuDNN's dense attention (as the worker runs) or its variable-length path (common.py)")
     parser.add_argument("--no-graphs", action="store_true")
     parser.add_argument("--kernels", choices=("triton", "pytorch"), default="triton",
                         help="the engine's Triton kernels (compiled and checked first, as serving does) or PyTorch's only")
@@ -120,7 +118,6 @@ def main() -> int:
     from f5_worker.engine.models import ModelFiles
 
     levels = [int(v) for v in args.concurrency.split(",")]
-    use_attention_path(args.attention_path)
     attention = AttentionChoice(args.single_backend, args.batch_backend, "--single-backend", "--batch-backend")
     engine = Engine(EngineConfig(model=args.model, files=ModelFiles(), attention=attention, max_batch=max(levels),
                                  device=args.device, cuda_graphs=not args.no_graphs, kernels=args.kernels == "triton"))
@@ -134,7 +131,7 @@ def main() -> int:
     out: dict = {"gpu": torch.cuda.get_device_name() if cuda else "cpu", "torch": torch.__version__, "model": args.model,
                  "weights": "random", "nfe": args.nfe, "ref_s": REF_S, "lengths": args.lengths,
                  "single_backend": args.single_backend, "batch_backend": args.batch_backend,
-                 "attention_path": args.attention_path,
+                 "attention_path": engine.attention_path,
                  "cuda_graphs": not args.no_graphs, "kernels": kernels, "mixed_lengths": engine.mixed_policy,
                  "frame_bucket": engine.frame_bucket, "frame_offset": engine.frame_offset, "levels": {}}
 
