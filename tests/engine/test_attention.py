@@ -155,16 +155,22 @@ def stand_in_flash_attn(monkeypatch):
     return FLASH_CALLS
 
 
-@pytest.mark.parametrize("masked", [False, True])
-def test_flash_attn_backend_equals_sdpa(stand_in_flash_attn, masked):
+def with_backend(backend: str, masked: bool = False, calls: int = 1):
+    """F5-TTS's processor's output, and ours (fused projection) on ``backend``, ``calls`` times."""
     theirs, ours = pair(masked=masked)
     ours.fuse_qkv()
     x, mask = inputs()
     rope = RotaryEmbedding(DIM_HEAD).angles(37)
     with torch.inference_mode():
         expected = theirs(x, mask=mask, rope=RotaryEmbedding(DIM_HEAD).forward_from_seq_len(37))
-        ours.backend = "flash_attn"
-        got = ours(x, mask=mask, rope=rope)
+        ours.backend = backend
+        got = [ours(x, mask=mask, rope=rope) for _ in range(calls)]
+    return (got[0] if calls == 1 else got), expected
+
+
+@pytest.mark.parametrize("masked", [False, True])
+def test_flash_attn_backend_equals_sdpa(stand_in_flash_attn, masked):
+    got, expected = with_backend("flash_attn", masked)
     assert stand_in_flash_attn == ["varlen" if masked else "dense"]
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
 
@@ -185,14 +191,7 @@ def test_cudnn_ragged_backend_equals_f5_tts_processor(monkeypatch, masked):
                           for a, b in zip(bounds, bounds[1:])])
 
     monkeypatch.setattr(attention_module, "_cudnn_varlen", cudnn_varlen)
-    theirs, ours = pair(masked=masked)
-    ours.fuse_qkv()
-    x, mask = inputs()
-    rope = RotaryEmbedding(DIM_HEAD).angles(37)
-    with torch.inference_mode():
-        expected = theirs(x, mask=mask, rope=RotaryEmbedding(DIM_HEAD).forward_from_seq_len(37))
-        ours.backend = "cudnn_ragged"
-        got = ours(x, mask=mask, rope=rope)
+    got, expected = with_backend("cudnn_ragged", masked)
     # v as the projection's view (rows 3 heads apart: no copy), the starts as cuDNN takes them
     assert calls == ([] if masked else [((3 * HEADS * DIM_HEAD, DIM_HEAD, 1), torch.int32, 37)])
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
@@ -210,16 +209,10 @@ def test_a_shape_cudnn_refuses_falls_back_to_dense_sdpa(monkeypatch, caplog):
         raise RuntimeError("cuDNN Frontend error: No valid execution plans built.")
 
     monkeypatch.setattr(attention_module, "_cudnn_varlen", refuses)
-    monkeypatch.setattr(attention_module, "_REFUSED", set())
-    theirs, ours = pair()
-    ours.fuse_qkv()
-    x, mask = inputs()
-    rope = RotaryEmbedding(DIM_HEAD).angles(37)
-    with torch.inference_mode():
-        expected = theirs(x, mask=mask, rope=RotaryEmbedding(DIM_HEAD).forward_from_seq_len(37))
-        ours.backend = "cudnn_ragged"
-        got = [ours(x, mask=mask, rope=rope) for _ in range(2)]
+    monkeypatch.setattr(attention_module, "REFUSED", {})
+    got, expected = with_backend("cudnn_ragged", calls=2)
     assert calls == [37]  # the second call went straight to the dense path
+    assert attention_module.REFUSED == {(3, 37): "RuntimeError: cuDNN Frontend error: No valid execution plans built."}
     assert "variable-length attention refused a shape" in caplog.text
     for out in got:
         torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)

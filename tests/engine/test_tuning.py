@@ -113,21 +113,9 @@ def test_the_phase_fastest_over_several_buckets_sets_the_frame_offset(monkeypatc
 
 def test_the_frame_offset_is_measured_on_the_real_sampler_and_its_graph_path(monkeypatch):
     """The measurement's own calls, on the tiny model's sampler with its graph path (stand-in captures)."""
-    import torch
+    from f5_worker.engine.tuning import choose_frame_offset
 
-    from f5_worker.engine import graphs
-    from f5_worker.engine.sampler import Sampler
-    from f5_worker.engine.tuning import choose_frame_offset, stand_in_inputs
-    from support.engine import tiny_engine
-
-    from .test_graphs import stand_in_capture
-
-    monkeypatch.setattr(graphs, "capture", stand_in_capture)
-    monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: None)
-    model = tiny_engine().model
-    sampler = Sampler(model, cuda_graphs=False, max_graphs=8)
-    sampler.cuda_graphs = True
-    cond, text = stand_in_inputs(model.num_channels, "cpu", torch.float32)
+    sampler, cond, text = tiny_sampler_with_graphs(monkeypatch)
     steps = choose_frame_offset(sampler, cond, text, 4, steps=1, runs=1)
     try:
         while True:
@@ -137,6 +125,25 @@ def test_the_frame_offset_is_measured_on_the_real_sampler_and_its_graph_path(mon
     assert offset in (0, 2) and "of 4 buckets" in why  # (the tiny model's times on the CPU: either)
     kept = sorted(frames for _, frames, _ in sampler._graphs)
     assert kept == [top - offset for top in (1404, 1408, 1412, 1416)]  # the other phase's graphs dropped
+
+
+def tiny_sampler_with_graphs(monkeypatch):
+    """The tiny model's real sampler on its graph path (stand-in captures on the CPU), and stand-in inputs."""
+    import torch
+
+    from f5_worker.engine import graphs
+    from f5_worker.engine.sampler import Sampler
+    from f5_worker.engine.tuning import stand_in_inputs
+    from support.engine import tiny_engine
+
+    from .test_graphs import stand_in_capture
+
+    monkeypatch.setattr(graphs, "capture", stand_in_capture)
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: None)
+    model = tiny_engine().model
+    sampler = Sampler(model, cuda_graphs=False, max_graphs=8)
+    sampler.cuda_graphs = True
+    return sampler, *stand_in_inputs(model.num_channels, "cpu", torch.float32)
 
 
 def _run(steps):
@@ -203,15 +210,17 @@ def test_the_variable_length_attention_is_refused_when_it_samples_otherwise(monk
     assert sampler.backends["single"] == "torch"
 
 
-def test_without_cudnn_the_dense_attention_stays_on_the_real_sampler():
+def test_without_cudnn_the_dense_attention_stays_on_the_real_sampler(monkeypatch):
     """On the CPU the variable-length op does not exist: the real sampler's check fails, and SDPA's dense path
     stays, with the reason."""
     import torch
 
+    from f5_worker.engine.nn import attention
     from f5_worker.engine.sampler import Sampler
     from f5_worker.engine.tuning import choose_attention_path, stand_in_inputs
     from support.engine import tiny_engine
 
+    monkeypatch.setattr(attention, "REFUSED", {})
     model = tiny_engine().model
     sampler = Sampler(model, cuda_graphs=False)
     cond, text = stand_in_inputs(model.num_channels, "cpu", torch.float32)
@@ -226,13 +235,8 @@ def test_the_variable_length_attention_measured_on_the_real_sampler(monkeypatch)
     import torch
     import torch.nn.functional as F
 
-    from f5_worker.engine import graphs
     from f5_worker.engine.nn import attention
-    from f5_worker.engine.sampler import Sampler
-    from f5_worker.engine.tuning import choose_attention_path, stand_in_inputs
-    from support.engine import tiny_engine
-
-    from .test_graphs import stand_in_capture
+    from f5_worker.engine.tuning import choose_attention_path
 
     def cudnn_varlen(q_rows, k_rows, v_rows, starts, longest):
         bounds = starts.tolist()
@@ -240,12 +244,8 @@ def test_the_variable_length_attention_measured_on_the_real_sampler(monkeypatch)
                           .transpose(0, 1) for a, b in zip(bounds, bounds[1:])])
 
     monkeypatch.setattr(attention, "_cudnn_varlen", cudnn_varlen)
-    monkeypatch.setattr(graphs, "capture", stand_in_capture)
-    monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: None)
-    model = tiny_engine().model
-    sampler = Sampler(model, cuda_graphs=False, max_graphs=8)
-    sampler.cuda_graphs = True
-    cond, text = stand_in_inputs(model.num_channels, "cpu", torch.float32)
+    monkeypatch.setattr(attention, "REFUSED", {})
+    sampler, cond, text = tiny_sampler_with_graphs(monkeypatch)
     path, why = _run(choose_attention_path(sampler, cond[:20], text[:10], 40, ("single",), steps=1, runs=1))
     assert path in ("torch", "cudnn_ragged")  # (the CPU's timings: either)
     assert float(why.rsplit("samples within ", 1)[1]) < 1e-6  # fp32, the same attention: rounding only

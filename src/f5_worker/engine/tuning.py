@@ -191,12 +191,17 @@ def choose_attention_path(sampler, cond: torch.Tensor, text: torch.Tensor, frame
     def batch_of(size: int) -> list:
         return [SampleRequest(cond, text, frames, seed) for seed in range(size)]
 
+    from .nn.attention import REFUSED
+
     eager, sampler.cuda_graphs = sampler.cuda_graphs, False
     try:
         samples = {}
         for backend in ("cudnn_ragged", "torch"):
             use(backend)
             samples[backend] = torch.stack(sampler.sample(batch_of(8), SamplingConfig(steps=1))).float()
+            refused = REFUSED.get((16, frames))  # (8 requests, 16 sequences with guidance): it ran dense instead
+            if refused:
+                raise RuntimeError(refused)
     except Exception as exc:  # noqa: BLE001  no such path here (an older cuDNN, a CPU): the dense one stays
         use("torch")
         return "torch", f"cuDNN's variable-length path failed: {type(exc).__name__}: {str(exc)[:200]}"

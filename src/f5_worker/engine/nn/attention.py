@@ -27,7 +27,7 @@ from ...log import event, get_logger
 from .layers import Linear, StackedLinears
 from .rotary import rotate_heads
 
-__all__ = ["Attention", "BACKENDS", "ragged_attention"]
+__all__ = ["Attention", "BACKENDS", "REFUSED", "ragged_attention"]
 
 BACKENDS = ("torch", "cudnn_ragged", "flash_attn")
 log = get_logger("engine.attention")
@@ -92,19 +92,19 @@ def ragged_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch
     multiples of 128 ~25% slower per FLOP on the H200 (BENCHMARKS.md, "Where a batched step's time goes").
     CUDA only; the engine measures it against the dense path, and checks it samples the same, before using it."""
     batch, frames, heads, dim = q.shape
-    if (batch, frames) not in _REFUSED:
+    if (batch, frames) not in REFUSED:
         starts = torch.arange(0, (batch + 1) * frames, frames, device=q.device, dtype=torch.int32)
         rows = [t.reshape(batch * frames, heads, dim) for t in (q, k, v)]
         try:
             return _cudnn_varlen(*rows, starts, frames).view(batch, frames, heads, dim)
         except RuntimeError as exc:  # a shape cuDNN has no plan for (checked at other shapes): the dense path
-            _REFUSED.add((batch, frames))
+            REFUSED[batch, frames] = f"{type(exc).__name__}: {str(exc)[:200]}"
             event(log, "variable-length attention refused a shape; dense SDPA for it", phase="engine.attention",
                   batch=batch, frames=frames, error=str(exc)[:300], level=logging.WARNING)
     return F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)).transpose(1, 2)
 
 
-_REFUSED: set[tuple[int, int]] = set()  # (batch, frames) cuDNN's variable-length path failed on
+REFUSED: dict[tuple[int, int], str] = {}  # (sequences, frames) cuDNN's variable-length path failed on: why
 
 
 def _cudnn_varlen(q_rows, k_rows, v_rows, starts, longest: int) -> torch.Tensor:
