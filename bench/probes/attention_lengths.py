@@ -144,8 +144,9 @@ def padded_keys(q, k, v):
 def ragged_cudnn(q, k, v):
     """cuDNN's variable-length path (as PyTorch's nested tensors call it): the sequences packed (rows, heads,
     dim), their starts in cum_seq; each sequence's keys end at its length instead of at a tile's end. On the
-    model's views (a row stride of 3 heads * dim: q, k and v interleaved), which cuDNN's packed form may not
-    honour (cudnn-frontend#538): the relative difference says whether it did."""
+    model's views (a row stride of 3 heads * dim: q, k and v interleaved): PyTorch places each sequence at
+    start * heads * dim (run_cudnn_SDP_fprop_nestedtensor), so expect a large relative difference on views;
+    the packed variant is the real measure."""
     batch, heads, frames, dim = q.shape
     starts = torch.arange(0, (batch + 1) * frames, frames, device=q.device, dtype=torch.int32)
     packed = [t.transpose(1, 2).reshape(batch * frames, heads, dim) for t in (q, k, v)]

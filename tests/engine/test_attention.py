@@ -178,8 +178,8 @@ def test_flash_attn_backend_equals_sdpa(stand_in_flash_attn, masked):
 @pytest.mark.parametrize("masked", [False, True])
 def test_cudnn_ragged_backend_equals_f5_tts_processor(monkeypatch, masked):
     """cuDNN's variable-length call stood in for by the same semantics (each sequence its rows, from its start
-    to the next's): what ``ragged_attention`` hands it, from the fused projection's interleaved views, and what
-    it makes of the answer. A masked batch keeps SDPA with its mask."""
+    to the next's): what ``ragged_attention`` hands it, from the fused projection's output, and what it makes of
+    the answer. A masked batch keeps SDPA with its mask."""
     from f5_worker.engine.nn import attention as attention_module
 
     calls = []
@@ -192,8 +192,8 @@ def test_cudnn_ragged_backend_equals_f5_tts_processor(monkeypatch, masked):
 
     monkeypatch.setattr(attention_module, "_cudnn_varlen", cudnn_varlen)
     got, expected = with_backend("cudnn_ragged", masked)
-    # v as the projection's view (rows 3 heads apart: no copy), the starts as cuDNN takes them
-    assert calls == ([] if masked else [((3 * HEADS * DIM_HEAD, DIM_HEAD, 1), torch.int32, 37)])
+    # packed rows (PyTorch places each sequence at start * heads * dim), the starts as cuDNN takes them
+    assert calls == ([] if masked else [((HEADS * DIM_HEAD, DIM_HEAD, 1), torch.int32, 37)])
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
 
 

@@ -86,15 +86,17 @@ class Attention(nn.Module):
 
 
 def ragged_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """Unmasked attention of (batch, frames, heads, dim) q, k, v (the projection's views) through cuDNN's
-    variable-length path, as PyTorch's nested tensors call it: the sequences as rows (batch * frames, heads, dim)
-    and where each starts. Its keys end at each sequence's length; cuDNN's dense path ran lengths between
-    multiples of 128 ~25% slower per FLOP on the H200 (BENCHMARKS.md, "Where a batched step's time goes").
-    CUDA only; the engine measures it against the dense path, and checks it samples the same, before using it."""
+    """Unmasked attention of (batch, frames, heads, dim) q, k, v through cuDNN's variable-length path, as
+    PyTorch's nested tensors call it: the sequences as rows (batch * frames, heads, dim) and where each starts.
+    Its keys end at each sequence's length; cuDNN's dense path ran lengths between multiples of 128 ~25% slower
+    per FLOP on the H200 (BENCHMARKS.md, "Where a batched step's time goes"). The rows are packed copies:
+    PyTorch places each sequence at start * heads * dim (``run_cudnn_SDP_fprop_nestedtensor``), so the
+    projection's interleaved views (rows 3 * heads * dim apart) would be read at the wrong places. CUDA only;
+    the engine measures it against the dense path, and checks it samples the same, before using it."""
     batch, frames, heads, dim = q.shape
     if (batch, frames) not in REFUSED:
         starts = torch.arange(0, (batch + 1) * frames, frames, device=q.device, dtype=torch.int32)
-        rows = [t.reshape(batch * frames, heads, dim) for t in (q, k, v)]
+        rows = [t.reshape(batch * frames, heads, dim).contiguous() for t in (q, k, v)]
         try:
             return _cudnn_varlen(*rows, starts, frames).view(batch, frames, heads, dim)
         except RuntimeError as exc:  # a shape cuDNN has no plan for (checked at other shapes): the dense path
