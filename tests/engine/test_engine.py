@@ -314,6 +314,41 @@ def test_a_tuned_attention_path_runs_wherever_sdpa_does():
     engine.close()
 
 
+def test_a_new_tuning_is_kept_on_the_volume_under_its_key(monkeypatch, tmp_path):
+    """The measurements stood in for (they need a GPU): what ``_tune`` makes of them is kept at
+    cache_dir/<key>.json, every field, and applied."""
+    import torch
+
+    from f5_worker.engine import engine as engine_module
+    from f5_worker.engine.engine import Engine, EngineConfig
+    from f5_worker.engine.tuning import BatchTiming, TuningRecord
+
+    def measured(value):
+        def measure(*args, **kwargs):
+            yield
+            return value
+        return measure
+
+    monkeypatch.setattr(engine_module, "choose_frame_offset", measured((6, "phase measured")))
+    monkeypatch.setattr(engine_module, "choose_attention_path", measured(("cudnn_ragged", "path measured")))
+    monkeypatch.setattr(engine_module, "choose_mixed_policy", measured("equal-length groups: measured"))
+    monkeypatch.setattr(engine_module, "measure_batches",
+                        measured([BatchTiming(1, 0.01, 1 << 20), BatchTiming(8, 0.02, 1 << 20)]))
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (80 << 30, 80 << 30))
+    monkeypatch.setattr(torch.cuda, "memory_reserved", lambda device=None: 0)
+    monkeypatch.chdir(tmp_path)
+    engine = Engine(EngineConfig(model="tiny-random", device="cpu", frame_bucket=16))
+    monkeypatch.setattr(engine.sampler, "cuda_graphs", True)
+    monkeypatch.setattr(engine, "_tuning_key", lambda: "the-key")
+    for _ in engine._tune(tmp_path / "tuning"):
+        pass
+    record = TuningRecord.load(tmp_path / "tuning" / "the-key.json")
+    assert record is not None and (record.frame_offset, record.attention_path, record.batch) == (6, "cudnn_ragged", 8)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tuning"]  # nothing written anywhere else
+    assert (engine.frame_offset, engine.attention_path, engine.batcher.max_batch) == (6, "cudnn_ragged", 8)
+    engine.close()
+
+
 def test_prewarm_plans_nothing_without_cuda_graphs(engine):
     assert engine.prewarm_lengths() == []
     engine.start_background()
