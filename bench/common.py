@@ -153,9 +153,9 @@ def step_graph_as_profiled(engine, batch: int, frames: int):
     return graph
 
 
-def replay_ms(graph, replays: int = 16, runs: int = 4) -> float:
-    """A CUDA graph's ms per replay: the median of ``runs`` - 1 runs of ``replays`` back to back (the first,
-    a warm-up, dropped)."""
+def back_to_back_ms(graph, replays: int = 16, runs: int = 4) -> float:
+    """A CUDA graph's ms per replay, replayed back to back: the median of ``runs`` - 1 runs of ``replays`` (the
+    first, a warm-up, dropped). (``step_profile.replay_ms`` times single replays instead.)"""
     times = []
     for _ in range(runs):
         start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)

@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from common import environment, probe_arguments, random_engine, replay_ms, report, step_graph_as_profiled  # noqa: E402
+from common import environment, probe_arguments, random_engine, back_to_back_ms, report, step_graph_as_profiled  # noqa: E402
 from step_profile import device_events, profile_step  # noqa: E402
 
 
@@ -52,7 +52,7 @@ def main() -> int:
         for name, run_in in contexts.items():
             graph = run_in(lambda: step_graph_as_profiled(engine, 1, frames))
             top = [r for r in profile_step(graph.graph.replay, cuda)["top"] if r["kind"] == "matmul"]
-            row = {"ms": replay_ms(graph.graph), "matmuls": [(r["kernel"][:60], r["ms"], r["calls"]) for r in top],
+            row = {"ms": back_to_back_ms(graph.graph), "matmuls": [(r["kernel"][:60], r["ms"], r["calls"]) for r in top],
                    "x_ptr_mod_256": graph.x.data_ptr() % 256, "inputs_ptr_mod_256": graph.inputs.data_ptr() % 256}
             sampler.forget_graphs()
             out["graphs"][f"{frames} frames, {name}"] = row

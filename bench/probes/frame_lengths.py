@@ -18,7 +18,7 @@ from pathlib import Path
 
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from common import environment, probe_arguments, random_engine, replay_ms, report, step_graph_as_profiled  # noqa: E402
+from common import environment, probe_arguments, random_engine, back_to_back_ms, report, step_graph_as_profiled  # noqa: E402
 from step_profile import profile_step  # noqa: E402
 
 
@@ -41,7 +41,7 @@ def main() -> int:
         return step_graph_as_profiled(engine, batch, frames)
 
     def step_ms(batch: int, frames: int) -> float:
-        ms = replay_ms(graph_for(batch, frames).graph)
+        ms = back_to_back_ms(graph_for(batch, frames).graph)
         sampler.forget_graphs()
         return ms
 

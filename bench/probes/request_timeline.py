@@ -24,7 +24,8 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from common import environment, probe_arguments, random_engine, report, start_as_serving  # noqa: E402
+from common import (environment, probe_arguments, random_engine, report, start_as_serving,  # noqa: E402
+                    step_graph_as_profiled)
 from throughput import reference_voice, text_for  # noqa: E402
 
 
@@ -130,9 +131,7 @@ def main() -> int:
             steps.conditionings.copy_(dit.time_conditioning(torch.tensor([0.5], device="cuda", dtype=engine.dtype)))
             steps.sizes.zero_()
             setting = {"request's graph, step_profile's setting": round(replays(32, False)[0] / 32, 3)}
-            other = engine.sampler._graph(1, 1406, SynthesisParams.cfg_strength)
-            other.x.normal_(), other.inputs.normal_()
-            graph = other
+            graph = step_graph_as_profiled(engine, 1, 1406)
             replays(8, False)
             setting["1406 frames, step_profile's setting"] = round(replays(32, False)[0] / 32, 3)
             for frames in (1406, 1408):

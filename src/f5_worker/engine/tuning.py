@@ -9,9 +9,10 @@ within ``memory_share`` of the GPU's free memory.
 
 Before those, which lengths to round requests up to: CUDA graphs need lengths shared by many requests, so the
 engine rounds them up to a bucket of 16 frames, and cuBLAS and cuDNN choose their kernels by shape, some
-shapes well, some badly. On the H200 a 1406-frame step took 3.40 ms and a 1408-frame one 3.69 (other matmul
-and attention kernels: bench/results/request-timeline-h200.json), so the bucket's phase is measured, not assumed
-(``choose_frame_offset``): lengths are 16 k - offset frames.
+shapes well, some badly (on the H200, past 1408 frames the multiples of 8 ran a step ~2.5% slower than their
+neighbours: bench/results/frame-lengths-sweeps-h200.json), so the bucket's phase is measured, not assumed
+(``choose_frame_offset``): lengths are 16 k - offset frames. Then which of cuDNN's attention paths runs SDPA
+(``choose_attention_path``).
 
 The outcome is kept on the volume (``TuningRecord``), keyed by everything that could change it (GPU,
 torch, worker version, model, attention backends), so later cold starts on the same kind of machine
@@ -133,6 +134,18 @@ def _around_typical(cond, text, batch: int, spread: float, frames: int = TYPICAL
             for i in range(batch)]
 
 
+def _median_ms_per_step(sampler, requests: list, config, runs: int) -> float:
+    """The median of ``runs`` timed ``sampler.sample`` calls, in ms per step (its graphs already captured)."""
+    times = []
+    for _ in range(runs):
+        torch.cuda.synchronize(sampler.device)
+        began = time.perf_counter()
+        sampler.sample(requests, config)
+        torch.cuda.synchronize(sampler.device)
+        times.append((time.perf_counter() - began) * 1000 / config.steps)
+    return sorted(times)[len(times) // 2]
+
+
 def choose_frame_offset(sampler, cond: torch.Tensor, text: torch.Tensor, bucket: int, *,
                         buckets: int = FRAME_OFFSET_BUCKETS, steps: int = 4, runs: int = 3) -> Iterator[None]:
     """Time a request's steps at each even phase of ``buckets`` neighbouring buckets around a typical request
@@ -154,14 +167,7 @@ def choose_frame_offset(sampler, cond: torch.Tensor, text: torch.Tensor, bucket:
             requests = [SampleRequest(cond, text, top - offset, 0)]
             sampler.sample(requests, config)  # capture, kernel selection
             yield
-            times = []
-            for _ in range(runs):
-                torch.cuda.synchronize(sampler.device)
-                began = time.perf_counter()
-                sampler.sample(requests, config)
-                torch.cuda.synchronize(sampler.device)
-                times.append((time.perf_counter() - began) * 1000 / steps)
-            ms[offset] += sorted(times)[len(times) // 2] / len(tops)
+            ms[offset] += _median_ms_per_step(sampler, requests, config, runs) / len(tops)
             yield
     offset, slowest = min(ms, key=ms.get), max(ms, key=ms.get)
     for other in ms.keys() - {offset}:  # lengths no request will run at now: their graphs' memory goes back
@@ -183,6 +189,7 @@ def choose_attention_path(sampler, cond: torch.Tensor, text: torch.Tensor, frame
     both paths' graphs timed at batch 1 and 8 (``frames`` long): the variable-length path is chosen when batches
     of 8 take at most ``RAGGED_GAIN`` of the dense time and one request no longer. Its reason for being:
     cuDNN's dense path runs lengths between multiples of 128 ~25% slower per FLOP on the H200."""
+    from .nn.attention import REFUSED
     from .sampler import SampleRequest, SamplingConfig
 
     def use(backend: str) -> None:
@@ -190,8 +197,6 @@ def choose_attention_path(sampler, cond: torch.Tensor, text: torch.Tensor, frame
 
     def batch_of(size: int) -> list:
         return [SampleRequest(cond, text, frames, seed) for seed in range(size)]
-
-    from .nn.attention import REFUSED
 
     eager, sampler.cuda_graphs = sampler.cuda_graphs, False
     try:
@@ -223,14 +228,7 @@ def choose_attention_path(sampler, cond: torch.Tensor, text: torch.Tensor, frame
                 return "torch", f"{backend} at batch {size} failed: {type(exc).__name__}: {str(exc)[:200]}"
             yield
             use(backend)  # (requests served in between ran on either checked path; set it again)
-            times = []
-            for _ in range(runs):
-                torch.cuda.synchronize(sampler.device)
-                began = time.perf_counter()
-                sampler.sample(batch_of(size), config)
-                torch.cuda.synchronize(sampler.device)
-                times.append((time.perf_counter() - began) * 1000 / steps)
-            ms[backend, size] = sorted(times)[len(times) // 2]
+            ms[backend, size] = _median_ms_per_step(sampler, batch_of(size), config, runs)
             yield
     ragged = (ms["cudnn_ragged", 8] <= RAGGED_GAIN * ms["torch", 8] and ms["cudnn_ragged", 1] <= ms["torch", 1])
     chosen = "cudnn_ragged" if ragged else "torch"
