@@ -142,17 +142,15 @@ def padded_keys(q, k, v):
 
 
 def ragged_cudnn(q, k, v):
-    """cuDNN's variable-length path (as PyTorch's nested tensors call it): the sequences packed (rows, heads,
-    dim), their starts in cum_seq; each sequence's keys end at its length instead of at a tile's end. On the
-    model's views (a row stride of 3 heads * dim: q, k and v interleaved): PyTorch places each sequence at
-    start * heads * dim (run_cudnn_SDP_fprop_nestedtensor), so expect a large relative difference on views;
-    the packed variant is the real measure."""
-    batch, heads, frames, dim = q.shape
-    starts = torch.arange(0, (batch + 1) * frames, frames, device=q.device, dtype=torch.int32)
-    packed = [t.transpose(1, 2).reshape(batch * frames, heads, dim) for t in (q, k, v)]
-    out = torch.ops.aten._cudnn_attention_forward(*packed, None, starts, starts, frames, frames, False, 0.0, False,
-                                                 False)[0]
-    return out.view(batch, frames, heads, dim).transpose(1, 2)
+    """The engine's variable-length attention (``nn.attention.ragged_attention``: q, k, v packed, then cuDNN's
+    nested-tensor call) on (batch, heads, frames, dim) tensors; raises where it fell back to dense SDPA. On
+    packed inputs its copies are no-ops: the kernel alone."""
+    from f5_worker.engine.nn.attention import REFUSED, ragged_attention
+
+    out = ragged_attention(*(t.transpose(1, 2) for t in (q, k, v))).transpose(1, 2)
+    if REFUSED:
+        raise RuntimeError(next(iter(REFUSED.values())))
+    return out
 
 
 def packed(q, k, v):
@@ -220,7 +218,7 @@ def main() -> int:
     if not torch.cuda.is_available():
         raise SystemExit("needs a GPU: the attention kernels measured here are CUDA's")
     out: dict = {**environment("cuda", "F5TTS_v1_Base attention shape"), "us_per_call": {}}
-    variants = {"cudnn": cudnn, "cudnn ragged (cum_seq)": ragged_cudnn, "split keys at 128k, merged": split_keys,
+    variants = {"cudnn": cudnn, "cudnn ragged (cum_seq), copies included": ragged_cudnn, "split keys at 128k, merged": split_keys,
                 "keys padded to 128k, masked": padded_keys,
                 "pytorch flash": backend(SDPBackend.FLASH_ATTENTION),
                 "pytorch memory-efficient": backend(SDPBackend.EFFICIENT_ATTENTION)}
@@ -244,7 +242,7 @@ def main() -> int:
             if frames in (1424, 1456):  # variants whose inputs a model would lay out so: built outside the timing
                 q, k, v = projections(seqs, frames)
                 for name, prepare in {"head dim 72, keys padded to 128k (extra dimension)": extra_dimension,
-                                      "cudnn ragged (cum_seq), packed q/k/v": packed}.items():
+                                      "cudnn ragged (cum_seq), packed beforehand": packed}.items():
                     key = f"batch {batch}, {frames} frames, {name}"
                     try:
                         prepared = prepare(q, k, v)
