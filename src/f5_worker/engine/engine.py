@@ -488,15 +488,15 @@ class Engine:
         cond, text = stand_in_inputs(self.model.num_channels, self.device, self.dtype)
         offset, offset_why = ((yield from choose_frame_offset(self.sampler, cond, text, self.frame_bucket))
                               if self.sampler.cuda_graphs else (0, "no CUDA graphs: any length"))
-        self.frame_offset = offset  # from the next request on; the batches below are measured at these lengths
+        self.frame_offset = offset  # from the next request on; what follows is measured at these lengths
+        typical = bucketed(TYPICAL_FRAMES, self.frame_bucket, offset)
         sdpa_modes = tuple(mode for mode, backend in _sampler_backends(self.attention).items() if backend == "torch")
-        attention, attention_why = ((yield from choose_attention_path(
-            self.sampler, cond, text, bucketed(TYPICAL_FRAMES, self.frame_bucket, offset), sdpa_modes))
-            if sdpa_modes else ("torch", "no SDPA in use"))
+        attention, attention_why = ((yield from choose_attention_path(self.sampler, cond, text, typical, sdpa_modes))
+                                    if sdpa_modes else ("torch", "no SDPA in use"))
         self.attention_path = attention  # (the sampler already runs it); the batches below are measured on it
         policy = yield from choose_mixed_policy(self.sampler, cond, text)
         timings = yield from measure_batches(self.sampler, cond, text, mixed=not self.sampler.split_mixed,
-                                             frames=bucketed(TYPICAL_FRAMES, self.frame_bucket, offset))
+                                             frames=typical)
         free, _total = torch.cuda.mem_get_info(self.device)
         choice = choose_batch(timings, free + torch.cuda.memory_reserved(self.device))
         record = TuningRecord(choice.batch, choice.why, self.sampler.split_mixed, policy, offset, offset_why,
