@@ -39,8 +39,6 @@ def main() -> int:
     parser.add_argument("--kernels", action="store_true", help="the engine's Triton kernels (checked first)")
     parser.add_argument("--batches", default="1,2,4,8,16,32,64")
     parser.add_argument("--cudnn-benchmark", action="store_true")
-    parser.add_argument("--ragged", action="store_true",
-                        help="also SDPA through cuDNN's variable-length path (attention backend cudnn_ragged; CUDA only)")
     parser.add_argument("--no-numerics", action="store_true", help="skip the comparison with F5-TTS's CFM.sample")
     parser.add_argument("--numerics-seeds", type=int, default=4, help="requests (seeds) the comparison averages over")
     parser.add_argument("--model", default="F5TTS_v1_Base", help="tiny-random with --device cpu: a smoke run")
@@ -69,7 +67,7 @@ def main() -> int:
 
     torch.backends.cudnn.benchmark = args.cudnn_benchmark
     out: dict = {**environment(device, args.model), "compile": args.compile, "kernels": args.kernels,
-                 "cudnn_benchmark": args.cudnn_benchmark, "ragged": args.ragged,
+                 "cudnn_benchmark": args.cudnn_benchmark,
                  "nfe": args.nfe, "frames": FRAMES, "ref_frames": REF_FRAMES, "runs": runs}
     backends = ["torch"] + (["flash_attn"] if flash_attn_available() else [])
     model = build_model(args.model, ModelFiles(), device=device)
@@ -108,12 +106,6 @@ def main() -> int:
         ours = [Sampler(model).sample([SampleRequest(cond, text, FRAMES, seed=seed)], config)[0][REF_FRAMES:].float()
                 for seed in seeds]
         diffs = {"ours_vs_f5_sdpa": [mean_rel_diff(o, r) for o, r in zip(ours, stock_sdpa)]}
-        if args.ragged:
-            ragged = Sampler(model, backends={"single": "cudnn_ragged", "batch": "torch"})
-            diffs["ours_ragged_vs_f5_sdpa"] = [
-                mean_rel_diff(ragged.sample([SampleRequest(cond, text, FRAMES, seed=seed)], config)[0][REF_FRAMES:]
-                              .float(), r) for seed, r in zip(seeds, stock_sdpa)]
-            del ragged
         if "flash_attn" in backends:
             diffs["f5_flash_vs_f5_sdpa"] = [mean_rel_diff(stock("flash_attn", seed), r) for seed, r in zip(seeds, stock_sdpa)]
         if dtype != torch.float32:  # the same computation in float32: which fp16 path stays nearer to it
@@ -134,7 +126,7 @@ def main() -> int:
         sampler_module.flow_rows = torch.compile(sampler_module.flow_rows, dynamic=True)  # the step graphs'
         out["compile_wrap_s"] = round(time.perf_counter() - t0, 2)
 
-    for single in backends + (["cudnn_ragged"] if args.ragged else []):
+    for single in backends:
         sampler = Sampler(model, backends={"single": single, "batch": "torch"}, cuda_graphs=False)
         first = clock(lambda: sampler.sample(requests(1), config))
         eager, _ = timed(lambda: sampler.sample(requests(1), config))
@@ -154,7 +146,7 @@ def main() -> int:
         print(single, row, flush=True)
 
         rows = {}
-        for b in [int(v) for v in args.batches.split(",")] if single in ("torch", "cudnn_ragged") else []:
+        for b in [int(v) for v in args.batches.split(",")] if single == "torch" else []:
             try:
                 seconds, peak = timed(lambda: graphs.sample(requests(b), config), min(3, runs))
             except torch.OutOfMemoryError:

@@ -131,7 +131,6 @@ def main() -> int:
     out: dict = {"gpu": torch.cuda.get_device_name() if cuda else "cpu", "torch": torch.__version__, "model": args.model,
                  "weights": "random", "nfe": args.nfe, "ref_s": REF_S, "lengths": args.lengths,
                  "single_backend": args.single_backend, "batch_backend": args.batch_backend,
-                 "attention_path": engine.attention_path,
                  "cuda_graphs": not args.no_graphs, "kernels": kernels, "mixed_lengths": engine.mixed_policy,
                  "frame_bucket": engine.frame_bucket, "frame_offset": engine.frame_offset, "levels": {}}
 

@@ -142,15 +142,18 @@ def padded_keys(q, k, v):
 
 
 def ragged_cudnn(q, k, v):
-    """The engine's variable-length attention (``nn.attention.ragged_attention``: q, k, v packed, then cuDNN's
-    nested-tensor call) on (batch, heads, frames, dim) tensors; raises where it fell back to dense SDPA. On
-    packed inputs its copies are no-ops: the kernel alone."""
-    from f5_worker.engine.nn.attention import REFUSED, ragged_attention
-
-    out = ragged_attention(*(t.transpose(1, 2) for t in (q, k, v))).transpose(1, 2)
-    if REFUSED:
-        raise RuntimeError(next(iter(REFUSED.values())))
-    return out
+    """cuDNN's variable-length path as PyTorch's nested tensors call it, on (batch, heads, frames, dim) tensors:
+    the sequences as packed rows (batch * frames, heads, dim; PyTorch places each at start * heads * dim, so
+    interleaved views would be misread) and where each starts. On packed inputs the copies are no-ops: the call
+    alone. (On the H200, bench/results/attention-lengths-h200.json: 52-81 ms a call, PyTorch building cuDNN's
+    graph at every call, and no CUDA-graph capture of it: the engine had it as an SDPA backend for a session and
+    dropped it.)"""
+    batch, heads, frames, dim = q.shape
+    starts = torch.arange(0, (batch + 1) * frames, frames, device=q.device, dtype=torch.int32)
+    rows = [t.transpose(1, 2).reshape(batch * frames, heads, dim).contiguous() for t in (q, k, v)]
+    out = torch.ops.aten._cudnn_attention_forward(*rows, None, starts, starts, frames, frames,
+                                                  False, 0.0, False, False)[0]
+    return out.view(batch, frames, heads, dim).transpose(1, 2)
 
 
 def packed(q, k, v):

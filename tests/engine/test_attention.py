@@ -155,64 +155,15 @@ def stand_in_flash_attn(monkeypatch):
     return FLASH_CALLS
 
 
-def with_backend(backend: str, masked: bool = False, calls: int = 1):
-    """F5-TTS's processor's output, and ours (fused projection) on ``backend``, ``calls`` times."""
+@pytest.mark.parametrize("masked", [False, True])
+def test_flash_attn_backend_equals_sdpa(stand_in_flash_attn, masked):
     theirs, ours = pair(masked=masked)
     ours.fuse_qkv()
     x, mask = inputs()
     rope = RotaryEmbedding(DIM_HEAD).angles(37)
     with torch.inference_mode():
         expected = theirs(x, mask=mask, rope=RotaryEmbedding(DIM_HEAD).forward_from_seq_len(37))
-        ours.backend = backend
-        got = [ours(x, mask=mask, rope=rope) for _ in range(calls)]
-    return (got[0] if calls == 1 else got), expected
-
-
-@pytest.mark.parametrize("masked", [False, True])
-def test_flash_attn_backend_equals_sdpa(stand_in_flash_attn, masked):
-    got, expected = with_backend("flash_attn", masked)
+        ours.backend = "flash_attn"
+        got = ours(x, mask=mask, rope=rope)
     assert stand_in_flash_attn == ["varlen" if masked else "dense"]
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
-
-
-@pytest.mark.parametrize("masked", [False, True])
-def test_cudnn_ragged_backend_equals_f5_tts_processor(monkeypatch, masked):
-    """cuDNN's variable-length call stood in for by the same semantics (each sequence its rows, from its start
-    to the next's): what ``ragged_attention`` hands it, from the fused projection's output, and what it makes of
-    the answer. A masked batch keeps SDPA with its mask."""
-    from f5_worker.engine.nn import attention as attention_module
-
-    calls = []
-
-    def cudnn_varlen(q_rows, k_rows, v_rows, starts, longest):
-        calls.append((v_rows.stride(), starts.dtype, longest))
-        bounds = starts.tolist()
-        return torch.cat([_sdpa_bshd(q_rows[a:b][None], k_rows[a:b][None], v_rows[a:b][None])[0]
-                          for a, b in zip(bounds, bounds[1:])])
-
-    monkeypatch.setattr(attention_module, "_cudnn_varlen", cudnn_varlen)
-    got, expected = with_backend("cudnn_ragged", masked)
-    # packed rows (PyTorch places each sequence at start * heads * dim), the starts as cuDNN takes them
-    assert calls == ([] if masked else [((HEADS * DIM_HEAD, DIM_HEAD, 1), torch.int32, 37)])
-    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
-
-
-def test_a_shape_cudnn_refuses_falls_back_to_dense_sdpa(monkeypatch, caplog):
-    """cuDNN's variable-length path was checked at other shapes; one it has no plan for runs dense, once
-    logged, never retried."""
-    from f5_worker.engine.nn import attention as attention_module
-
-    calls = []
-
-    def refuses(*args):
-        calls.append(args[-1])
-        raise RuntimeError("cuDNN Frontend error: No valid execution plans built.")
-
-    monkeypatch.setattr(attention_module, "_cudnn_varlen", refuses)
-    monkeypatch.setattr(attention_module, "REFUSED", {})
-    got, expected = with_backend("cudnn_ragged", calls=2)
-    assert calls == [37]  # the second call went straight to the dense path
-    assert attention_module.REFUSED == {(3, 37): "RuntimeError: cuDNN Frontend error: No valid execution plans built."}
-    assert "variable-length attention refused a shape" in caplog.text
-    for out in got:
-        torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)

@@ -280,8 +280,7 @@ def test_a_tuned_frame_offset_moves_every_length_to_the_measured_phase(monkeypat
 
     bucketed = Engine(EngineConfig(model="tiny-random", device="cpu", frame_bucket=16))
     exact = tiny_engine()
-    record = TuningRecord(4, "measured", False, "masked batches", 2, "1406 frames: 3.40 ms per step, against 3.69 at 1408",
-                          "torch", "dense: measured")
+    record = TuningRecord(4, "measured", False, "masked batches", 2, "1406 frames: 3.40 ms per step, against 3.69 at 1408")
     bucketed._apply_tuning(record, reused=True)
     assert bucketed.info()["frame_offset"] == 2
     voice = exact.reference(tone(3.0), "This is the reference voice")
@@ -294,24 +293,6 @@ def test_a_tuned_frame_offset_moves_every_length_to_the_measured_phase(monkeypat
     lengths = bucketed.prewarm_lengths()
     assert lengths[0] == 1406 and all(f % 16 == 14 for f in lengths)
     bucketed.close()
-
-
-def test_a_tuned_attention_path_runs_wherever_sdpa_does():
-    """A record that chose cuDNN's variable-length path puts every SDPA mode on it (and back, when another
-    record chose the dense one); a mode on flash-attn stays there."""
-    from f5_worker.attention_choice import AttentionChoice
-    from f5_worker.engine.engine import Engine, EngineConfig
-    from f5_worker.engine.tuning import TuningRecord
-
-    engine = Engine(EngineConfig(model="tiny-random", device="cpu",
-                                 attention=AttentionChoice("sdpa", "flash_attn", "test", "test")))
-    ragged = TuningRecord(4, "measured", True, "equal-length groups", 0, "", "cudnn_ragged", "measured faster")
-    engine._apply_tuning(ragged, reused=True)
-    assert dict(engine.sampler.backends) == {"single": "cudnn_ragged", "batch": "flash_attn"}
-    assert engine.info()["attention_path"] == "cudnn_ragged"
-    engine._apply_tuning(TuningRecord(4, "measured", True, "equal-length groups", 0, "", "torch", ""), reused=True)
-    assert dict(engine.sampler.backends) == {"single": "torch", "batch": "flash_attn"}
-    engine.close()
 
 
 def test_a_new_tuning_is_kept_on_the_volume_under_its_key(monkeypatch, tmp_path):
@@ -330,7 +311,6 @@ def test_a_new_tuning_is_kept_on_the_volume_under_its_key(monkeypatch, tmp_path)
         return measure
 
     monkeypatch.setattr(engine_module, "choose_frame_offset", measured((6, "phase measured")))
-    monkeypatch.setattr(engine_module, "choose_attention_path", measured(("cudnn_ragged", "path measured")))
     monkeypatch.setattr(engine_module, "choose_mixed_policy", measured("equal-length groups: measured"))
     monkeypatch.setattr(engine_module, "measure_batches",
                         measured([BatchTiming(1, 0.01, 1 << 20), BatchTiming(8, 0.02, 1 << 20)]))
@@ -343,9 +323,9 @@ def test_a_new_tuning_is_kept_on_the_volume_under_its_key(monkeypatch, tmp_path)
     for _ in engine._tune(tmp_path / "tuning"):
         pass
     record = TuningRecord.load(tmp_path / "tuning" / "the-key.json")
-    assert record is not None and (record.frame_offset, record.attention_path, record.batch) == (6, "cudnn_ragged", 8)
+    assert record is not None and (record.frame_offset, record.mixed_policy, record.batch) == (6, "equal-length groups: measured", 8)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["tuning"]  # nothing written anywhere else
-    assert (engine.frame_offset, engine.attention_path, engine.batcher.max_batch) == (6, "cudnn_ragged", 8)
+    assert (engine.frame_offset, engine.mixed_policy, engine.batcher.max_batch) == (6, "equal-length groups: measured", 8)
     engine.close()
 
 

@@ -33,9 +33,8 @@ from .models import HOP_LENGTH, SAMPLE_RATE, ModelFiles, build_model, build_voco
 from .graphs import GraphedByShape
 from .sampler import SampleRequest, Sampler, SamplingConfig
 from .text import chunk_text, convert_char_to_pinyin, list_str_to_idx, list_str_to_tensor
-from .tuning import (FRAME_OFFSET_BUCKETS, TYPICAL_FRAMES, BatchChoice, TuningRecord, bucketed,
-                     choose_attention_path, choose_batch, choose_frame_offset, choose_mixed_policy, measure_batches,
-                     stand_in_inputs, tuning_key)
+from .tuning import (FRAME_OFFSET_BUCKETS, TYPICAL_FRAMES, BatchChoice, TuningRecord, bucketed, choose_batch,
+                     choose_frame_offset, choose_mixed_policy, measure_batches, stand_in_inputs, tuning_key)
 
 __all__ = ["Engine", "EngineConfig", "SynthesisParams", "Reference", "Cancelled", "crossfade", "SAMPLE_RATE"]
 
@@ -182,7 +181,6 @@ class Engine:
         self.mixed_policy = "equal-length groups" if self.sampler.split_mixed else "masked batches"
         self.frame_bucket = config.frame_bucket or (16 if self.sampler.cuda_graphs else 1)
         self.frame_offset = 0  # lengths are bucket k - frame_offset frames: measured by tuning (choose_frame_offset)
-        self.attention_path = "torch"  # SDPA's dense path until tuning measures cuDNN's variable-length one
         # "pytorch" until the Triton kernels are compiled and checked in the background, then "triton";
         # "pytorch: <why>" when they are not used.
         self._kernels_decided = not (config.kernels and self.device.startswith("cuda"))
@@ -210,7 +208,6 @@ class Engine:
             "kernels": self.kernels,
             "frame_bucket": self.frame_bucket,
             "frame_offset": self.frame_offset,
-            "attention_path": self.attention_path,
             "sample_rate": SAMPLE_RATE,
             "load_seconds": self.load_seconds,
             "pending": list(self.pending),
@@ -386,7 +383,7 @@ class Engine:
         started = time.monotonic()
 
         def switch():
-            self.sampler.set_backends(_sampler_backends(choice, self.attention_path))
+            self.sampler.set_backends(_sampler_backends(choice))
             self.attention = choice
 
         self.batcher.call(switch)
@@ -488,19 +485,13 @@ class Engine:
         cond, text = stand_in_inputs(self.model.num_channels, self.device, self.dtype)
         offset, offset_why = ((yield from choose_frame_offset(self.sampler, cond, text, self.frame_bucket))
                               if self.sampler.cuda_graphs else (0, "no CUDA graphs: any length"))
-        self.frame_offset = offset  # from the next request on; what follows is measured at these lengths
-        typical = bucketed(TYPICAL_FRAMES, self.frame_bucket, offset)
-        sdpa_modes = tuple(mode for mode, backend in _sampler_backends(self.attention).items() if backend == "torch")
-        attention, attention_why = ((yield from choose_attention_path(self.sampler, cond, text, typical, sdpa_modes))
-                                    if sdpa_modes else ("torch", "no SDPA in use"))
-        self.attention_path = attention  # (the sampler already runs it); the batches below are measured on it
+        self.frame_offset = offset  # from the next request on; the batches below are measured at these lengths
         policy = yield from choose_mixed_policy(self.sampler, cond, text)
         timings = yield from measure_batches(self.sampler, cond, text, mixed=not self.sampler.split_mixed,
-                                             frames=typical)
+                                             frames=bucketed(TYPICAL_FRAMES, self.frame_bucket, offset))
         free, _total = torch.cuda.mem_get_info(self.device)
         choice = choose_batch(timings, free + torch.cuda.memory_reserved(self.device))
-        record = TuningRecord(choice.batch, choice.why, self.sampler.split_mixed, policy, offset, offset_why,
-                              attention, attention_why)
+        record = TuningRecord(choice.batch, choice.why, self.sampler.split_mixed, policy, offset, offset_why)
         if path:
             try:
                 record.save(path)
@@ -511,15 +502,12 @@ class Engine:
     def _apply_tuning(self, record: TuningRecord, *, reused: bool, started: float | None = None) -> None:
         self.sampler.split_mixed, self.mixed_policy = record.split_mixed, record.mixed_policy
         self.frame_offset = record.frame_offset
-        if record.attention_path != self.attention_path:
-            self.attention_path = record.attention_path
-            self.sampler.set_backends(_sampler_backends(self.attention, self.attention_path))
         if not self.config.max_batch:
             self.batch_choice = BatchChoice(record.batch, record.batch_why)
             self.batcher.max_batch = record.batch
         event(log, "engine tuned", phase="engine.tune", max_batch=self.batcher.max_batch, why=self.batch_choice.why,
               mixed_lengths=self.mixed_policy, frame_offset=self.frame_offset, frame_offset_why=record.frame_offset_why,
-              attention_path=self.attention_path, attention_path_why=record.attention_path_why, reused=reused,
+              reused=reused,
               **({"duration_ms": round((time.monotonic() - started) * 1000, 1)} if started else {}))
 
     def prewarm_lengths(self) -> list[int]:
@@ -557,10 +545,9 @@ def whole(waves: Iterable[np.ndarray], remove_silence: bool = False) -> np.ndarr
     return _remove_long_silences(audio) if remove_silence else audio
 
 
-def _sampler_backends(choice: AttentionChoice, sdpa_path: str = "torch") -> dict[str, str]:
-    """The sampler's switches: SDPA by ``sdpa_path`` ("torch", F5-TTS's name for it, or "cudnn_ragged", as
-    tuning measured) or "flash_attn"."""
-    return {mode: sdpa_path if backend == SDPA else "flash_attn"
+def _sampler_backends(choice: AttentionChoice) -> dict[str, str]:
+    """The sampler's switches, in F5-TTS's names for the kernels ("torch" is SDPA)."""
+    return {mode: "torch" if backend == SDPA else "flash_attn"
             for mode, backend in (("single", choice.single), ("batch", choice.batch))}
 
 

@@ -11,8 +11,7 @@ Before those, which lengths to round requests up to: CUDA graphs need lengths sh
 engine rounds them up to a bucket of 16 frames, and cuBLAS and cuDNN choose their kernels by shape, some
 shapes well, some badly (on the H200, past 1408 frames the multiples of 8 ran a step ~2.5% slower than their
 neighbours: bench/results/frame-lengths-sweeps-h200.json), so the bucket's phase is measured, not assumed
-(``choose_frame_offset``): lengths are 16 k - offset frames. Then which of cuDNN's attention paths runs SDPA
-(``choose_attention_path``).
+(``choose_frame_offset``): lengths are 16 k - offset frames.
 
 The outcome is kept on the volume (``TuningRecord``), keyed by everything that could change it (GPU,
 torch, worker version, model, attention backends), so later cold starts on the same kind of machine
@@ -34,13 +33,11 @@ import torch
 from ..log import event, get_logger
 
 __all__ = ["BatchTiming", "BatchChoice", "choose_batch", "measure_batches", "choose_mixed_policy", "choose_frame_offset",
-           "choose_attention_path", "bucketed", "TuningRecord", "tuning_key"]
+           "bucketed", "TuningRecord", "tuning_key"]
 
 log = get_logger("engine.tuning")
 TYPICAL_FRAMES = 1406  # 5 s reference + 10 s of speech at 24 kHz / 256
 FRAME_OFFSET_BUCKETS = 4  # buckets around a typical request whose phases choose_frame_offset measures
-RAGGED_TOLERANCE = 1e-2  # largest mean relative difference between the attention paths' samples (fp16: ~1e-4)
-RAGGED_GAIN = 0.98  # the variable-length path must take at most this share of the dense path's time at batch 8
 CANDIDATES = (1, 2, 4, 8, 16, 32, 64)
 
 
@@ -75,8 +72,6 @@ class TuningRecord:
     mixed_policy: str
     frame_offset: int  # lengths are rounded up to bucket k - frame_offset (``bucketed``)
     frame_offset_why: str
-    attention_path: str  # SDPA's "torch" (dense) or "cudnn_ragged" (``choose_attention_path``)
-    attention_path_why: str
 
     def save(self, path: Path) -> None:
         from ..fsutil import write_json_atomic
@@ -90,12 +85,10 @@ class TuningRecord:
             data = json.loads(path.read_text())
             record = cls(batch=int(data["batch"]), batch_why=str(data["batch_why"]),
                          split_mixed=bool(data["split_mixed"]), mixed_policy=str(data["mixed_policy"]),
-                         frame_offset=int(data["frame_offset"]), frame_offset_why=str(data["frame_offset_why"]),
-                         attention_path=str(data["attention_path"]), attention_path_why=str(data["attention_path_why"]))
+                         frame_offset=int(data["frame_offset"]), frame_offset_why=str(data["frame_offset_why"]))
         except (OSError, ValueError, KeyError, TypeError):
-            return None  # (an older worker's record has no attention path: measured again)
-        valid = record.batch >= 1 and record.frame_offset >= 0 and record.attention_path in ("torch", "cudnn_ragged")
-        return record if valid else None
+            return None  # (an older worker's record has no frame offset: measured again)
+        return record if record.batch >= 1 and record.frame_offset >= 0 else None
 
 
 def tuning_key(**facts) -> str:
@@ -178,66 +171,6 @@ def choose_frame_offset(sampler, cond: torch.Tensor, text: torch.Tensor, bucket:
     event(log, "request lengths chosen", phase="engine.tune", frame_offset=offset, why=why,
           ms_per_step={o: round(v, 3) for o, v in ms.items()})
     return offset, why
-
-
-def choose_attention_path(sampler, cond: torch.Tensor, text: torch.Tensor, frames: int, modes: tuple[str, ...], *,
-                          steps: int = 2, runs: int = 3) -> Iterator[None]:
-    """SDPA's dense path ("torch") or cuDNN's variable-length one ("cudnn_ragged") for the sampler's ``modes``
-    that use SDPA, and why (``yield from``, as ``measure_batches``). First, without yielding (no request may run
-    on an unchecked path), one eager step of 8 requests both ways: the samples must agree within
-    ``RAGGED_TOLERANCE`` (a wrong call, e.g. cuDNN reading rows at the wrong stride, is far outside it). Then
-    both paths' graphs timed at batch 1 and 8 (``frames`` long): the variable-length path is chosen when batches
-    of 8 take at most ``RAGGED_GAIN`` of the dense time and one request no longer. Its reason for being:
-    cuDNN's dense path runs lengths between multiples of 128 ~25% slower per FLOP on the H200."""
-    from .nn.attention import REFUSED
-    from .sampler import SampleRequest, SamplingConfig
-
-    def use(backend: str) -> None:
-        sampler.set_backends({mode: backend for mode in modes})
-
-    def batch_of(size: int) -> list:
-        return [SampleRequest(cond, text, frames, seed) for seed in range(size)]
-
-    eager, sampler.cuda_graphs = sampler.cuda_graphs, False
-    try:
-        samples = {}
-        for backend in ("cudnn_ragged", "torch"):
-            use(backend)
-            samples[backend] = torch.stack(sampler.sample(batch_of(8), SamplingConfig(steps=1))).float()
-            refused = REFUSED.get((16, frames))  # (8 requests, 16 sequences with guidance): it ran dense instead
-            if refused:
-                raise RuntimeError(refused)
-    except Exception as exc:  # noqa: BLE001  no such path here (an older cuDNN, a CPU): the dense one stays
-        use("torch")
-        return "torch", f"cuDNN's variable-length path failed: {type(exc).__name__}: {str(exc)[:200]}"
-    finally:
-        sampler.cuda_graphs = eager
-    difference = float((samples["cudnn_ragged"] - samples["torch"]).abs().mean() / samples["torch"].abs().mean())
-    if not difference <= RAGGED_TOLERANCE:
-        use("torch")
-        return "torch", f"cuDNN's variable-length path samples otherwise: mean relative difference {difference:.2e}"
-    config = SamplingConfig(steps=steps)
-    ms: dict[tuple[str, int], float] = {}
-    for backend in ("torch", "cudnn_ragged"):
-        for size in (1, 8):
-            use(backend)
-            try:
-                sampler.sample(batch_of(size), config)  # capture, kernel selection
-            except Exception as exc:  # noqa: BLE001  (a capture cuDNN refuses): the dense path stays
-                use("torch")
-                return "torch", f"{backend} at batch {size} failed: {type(exc).__name__}: {str(exc)[:200]}"
-            yield
-            use(backend)  # (requests served in between ran on either checked path; set it again)
-            ms[backend, size] = _median_ms_per_step(sampler, batch_of(size), config, runs)
-            yield
-    ragged = (ms["cudnn_ragged", 8] <= RAGGED_GAIN * ms["torch", 8] and ms["cudnn_ragged", 1] <= ms["torch", 1])
-    chosen = "cudnn_ragged" if ragged else "torch"
-    use(chosen)
-    why = (f"{frames} frames, ms per step at batch 1 and 8: dense {ms['torch', 1]:.2f} and {ms['torch', 8]:.2f}, "
-           f"variable-length {ms['cudnn_ragged', 1]:.2f} and {ms['cudnn_ragged', 8]:.2f}; samples within "
-           f"{difference:.1e}")
-    event(log, "attention path chosen", phase="engine.tune", attention_path=chosen, why=why)
-    return chosen, why
 
 
 def measure_batches(sampler, cond: torch.Tensor, text: torch.Tensor, *, mixed: bool, steps: int = 2,

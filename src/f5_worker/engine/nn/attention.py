@@ -5,9 +5,8 @@ embedding (about ten elementwise kernels per tensor per layer). Here one matmul 
 (``fuse_qkv``: the three weights become views of one, so the state dict keeps F5-TTS's ``to_q``,
 ``to_k``, ``to_v`` and no memory is doubled), and q and k turn together as one complex multiplication.
 
-Two switches, which the sampler sets per batch: ``backend`` "torch" (SDPA), "cudnn_ragged" (SDPA through
-cuDNN's variable-length path when unmasked, ``ragged_attention``) or "flash_attn" (``flash_attn_func``;
-``flash_attn_varlen_func`` on unpadded rows when masked), and ``masked``
+Two switches, which the sampler sets per batch: ``backend`` "torch" (SDPA) or "flash_attn"
+(``flash_attn_func``; ``flash_attn_varlen_func`` on unpadded rows when masked), and ``masked``
 (whether a given mask restricts attention; padded rows are zeroed on output either way, as F5-TTS
 does). flash_attn is imported inside the call, never at import: the bootstrap activates a verified
 install (or none) before the first batch. ``tests/engine/test_attention.py`` holds this equal to
@@ -16,21 +15,16 @@ F5-TTS's processor.
 
 from __future__ import annotations
 
-import logging
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ...log import event, get_logger
-
 from .layers import Linear, StackedLinears
 from .rotary import rotate_heads
 
-__all__ = ["Attention", "BACKENDS", "REFUSED", "ragged_attention"]
+__all__ = ["Attention", "BACKENDS"]
 
-BACKENDS = ("torch", "cudnn_ragged", "flash_attn")
-log = get_logger("engine.attention")
+BACKENDS = ("torch", "flash_attn")
 
 
 class Attention(nn.Module):
@@ -72,8 +66,6 @@ class Attention(nn.Module):
         attn_mask = mask if self.masked and mask is not None else None
         if self.backend == "flash_attn":
             out = _flash(q, k, v, attn_mask)
-        elif self.backend == "cudnn_ragged" and attn_mask is None:
-            out = ragged_attention(q, k, v)
         else:
             if attn_mask is not None:
                 attn_mask = attn_mask[:, None, None, :].expand(batch, self.heads, seq_len, seq_len)
@@ -83,35 +75,6 @@ class Attention(nn.Module):
         if mask is not None:
             out = out.masked_fill(~mask[..., None], 0.0)
         return out
-
-
-def ragged_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """Unmasked attention of (batch, frames, heads, dim) q, k, v through cuDNN's variable-length path, as
-    PyTorch's nested tensors call it: the sequences as rows (batch * frames, heads, dim) and where each starts.
-    Its keys end at each sequence's length; cuDNN's dense path ran lengths between multiples of 128 ~25% slower
-    per FLOP on the H200 (BENCHMARKS.md, "Where a batched step's time goes"). The rows are packed copies:
-    PyTorch places each sequence at start * heads * dim (``run_cudnn_SDP_fprop_nestedtensor``), so the
-    projection's interleaved views (rows 3 * heads * dim apart) would be read at the wrong places. CUDA only;
-    the engine measures it against the dense path, and checks it samples the same, before using it."""
-    batch, frames, heads, dim = q.shape
-    if (batch, frames) not in REFUSED:
-        starts = torch.arange(0, (batch + 1) * frames, frames, device=q.device, dtype=torch.int32)
-        rows = [t.reshape(batch * frames, heads, dim).contiguous() for t in (q, k, v)]
-        try:
-            return _cudnn_varlen(*rows, starts, frames).view(batch, frames, heads, dim)
-        except RuntimeError as exc:  # a shape cuDNN has no plan for (checked at other shapes): the dense path
-            REFUSED[batch, frames] = f"{type(exc).__name__}: {str(exc)[:200]}"
-            event(log, "variable-length attention refused a shape; dense SDPA for it", phase="engine.attention",
-                  batch=batch, frames=frames, error=str(exc)[:300], level=logging.WARNING)
-    return F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)).transpose(1, 2)
-
-
-REFUSED: dict[tuple[int, int], str] = {}  # (sequences, frames) cuDNN's variable-length path failed on: why
-
-
-def _cudnn_varlen(q_rows, k_rows, v_rows, starts, longest: int) -> torch.Tensor:
-    return torch.ops.aten._cudnn_attention_forward(q_rows, k_rows, v_rows, None, starts, starts, longest, longest,
-                                                   False, 0.0, False, False)[0]
 
 
 def _flash(q, k, v, mask):
