@@ -68,3 +68,33 @@ def test_the_least_recently_used_shape_goes_first(captures):
     assert captures == [1, 1, 1]  # 1 kept
     graphed(torch.ones(2))
     assert captures == [1, 1, 1, 1]  # 2 was dropped: captured again
+
+
+def test_a_failed_capture_raises_and_later_captures_go_to_a_fresh_pool(monkeypatch):
+    """PyTorch leaves its allocators recording to a pool whose capture was invalidated, and every later capture
+    into it fails (on a GPU: bench/probes/capture_failure.py); after a failure ``capture`` moves the shared
+    pool on to a new one, and the capture's error reaches the caller."""
+    from contextlib import contextmanager
+
+    handles, captured_into = iter([(0, 1), (0, 2)]), []
+
+    @contextmanager
+    def capturing(graph, pool, stream, capture_error_mode):
+        captured_into.append(pool)
+        yield
+        if pool == (0, 1):
+            raise RuntimeError("CUDA error: operation failed due to a previous error during capture")
+
+    not_a_stream = SimpleNamespace(wait_stream=lambda other: None)
+    monkeypatch.setattr(torch.cuda, "graph_pool_handle", lambda: next(handles))
+    monkeypatch.setattr(torch.cuda, "Stream", lambda device: not_a_stream)
+    monkeypatch.setattr(torch.cuda, "current_stream", lambda device: not_a_stream)
+    monkeypatch.setattr(torch.cuda, "stream", lambda stream: contextmanager(lambda: (yield))())
+    monkeypatch.setattr(torch.cuda, "CUDAGraph", SimpleNamespace)
+    monkeypatch.setattr(torch.cuda, "graph", capturing)
+    pool = graphs.GraphPool()
+    with pytest.raises(RuntimeError, match="previous error during capture"):
+        graphs.capture([lambda: None], "cuda", pool)
+    assert pool.handle == (0, 2)
+    assert len(graphs.capture([lambda: None, lambda: None], "cuda", pool)) == 2
+    assert captured_into == [(0, 1), (0, 2), (0, 2)]

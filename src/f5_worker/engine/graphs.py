@@ -9,18 +9,42 @@ meanwhile (the kernels' compile-and-check thread, transcription on request threa
 
 from __future__ import annotations
 
+import logging
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 
 import torch
 
-__all__ = ["capture", "GraphedByShape"]
+from ..log import event, get_logger
+
+__all__ = ["GraphPool", "capture", "GraphedByShape"]
+
+log = get_logger("engine.graphs")
 
 
-def capture(parts: Sequence[Callable[[], object]], device, pool) -> list:
+class GraphPool:
+    """The memory pool a set of graphs share (``handle``), replaced by a fresh one after a failed capture.
+    When a capture is invalidated (a kernel that synchronises, an allocation another thread's capture
+    forbids), PyTorch raises and leaves its allocators recording to the pool; every later capture into it
+    then fails ("beginAllocateToPool: already recording to mempool_id"), which would end the engine's CUDA
+    graphs for good. Ending that recording by hand (``torch._C._cuda_endAllocateToPool``) does not clear it on
+    torch 2.11; a new pool does (``bench/probes/capture_failure.py``, on the H200). The graphs captured before
+    keep the old pool's memory; only captures after a failure stop sharing with them."""
+
+    def __init__(self):
+        self.handle = torch.cuda.graph_pool_handle()
+
+    def failed(self, error: BaseException) -> None:
+        self.handle = torch.cuda.graph_pool_handle()
+        event(log, "CUDA graph capture failed; later captures use a fresh memory pool", phase="engine.graphs",
+              error=f"{type(error).__name__}: {str(error)[:300]}", level=logging.WARNING)
+
+
+def capture(parts: Sequence[Callable[[], object]], device, pool: GraphPool) -> list:
     """One CUDA graph per part, in order, each part run once eagerly first (kernel choice and lazy
     initialisation happen there, never inside a capture); graphs share the memory ``pool``. The graphs hold
-    what the parts computed during capture: replay one before reading its outputs."""
+    what the parts computed during capture: replay one before reading its outputs. A capture that fails
+    raises, and ``pool`` moves on to a fresh pool so that later captures can succeed."""
     stream = torch.cuda.Stream(device=device)
     stream.wait_stream(torch.cuda.current_stream(device))
     graphs = []
@@ -28,8 +52,12 @@ def capture(parts: Sequence[Callable[[], object]], device, pool) -> list:
         for part in parts:
             part()
             graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph, pool=pool, stream=stream, capture_error_mode="thread_local"):
-                part()
+            try:
+                with torch.cuda.graph(graph, pool=pool.handle, stream=stream, capture_error_mode="thread_local"):
+                    part()
+            except Exception as error:
+                pool.failed(error)
+                raise
             graphs.append(graph)
     torch.cuda.current_stream(device).wait_stream(stream)
     return graphs

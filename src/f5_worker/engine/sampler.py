@@ -214,7 +214,7 @@ class Sampler:
         self._graphs: OrderedDict[tuple, _StepGraph] = OrderedDict()
         self._schedules: OrderedDict[tuple, tuple[torch.Tensor, torch.Tensor]] = OrderedDict()  # see _schedule
         self._step_inputs: _StepInputs | None = None  # what the step graphs read (_step_inputs_for)
-        self.graph_pool = torch.cuda.graph_pool_handle() if self.cuda_graphs else None  # (the vocoder's graphs too)
+        self.graph_pool = graphs.GraphPool() if self.cuda_graphs else None  # (the vocoder's graphs too)
         self.split_mixed = False  # requests of different lengths: one masked batch, or equal-length groups
 
     @property
