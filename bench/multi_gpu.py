@@ -12,9 +12,10 @@ engines are loaded once, in parallel, as the worker loads them. Then, for each l
 - all: N * L client threads against the pool (``EnginePool.synthesize``: each request placed by load), each
   engine's batch L;
 
-each client sending requests back to back, two untimed rounds first (graphs, allocations: as throughput.py), then
-``--rounds`` timed without stopping (``throughput.closed_loop``), after each engine's background start-up work (kernels, tuning, graphs) as serving runs it. audio_s_per_s = audio made / wall time. ``multi_gpu_scaling`` = the best "all" / the best "one"
-(issue 17's goal: >= 1.9 on two GPUs). ``--device cpu`` makes N CPU engines: a smoke run, not a figure.
+each client sending requests back to back, two untimed rounds first (graphs, allocations: as throughput.py), then,
+all clients released together, ``--rounds`` timed (``throughput.closed_loop``), after each engine's background
+start-up work (kernels, tuning, graphs) as serving runs it. audio_s_per_s = audio made / wall time.
+``multi_gpu_scaling`` = the best "all" / the best "one" (issue 17's goal: >= 1.9 on two GPUs). ``--device cpu`` makes N CPU engines: a smoke run, not a figure.
 """
 
 from __future__ import annotations
