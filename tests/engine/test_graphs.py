@@ -93,8 +93,23 @@ def test_a_failed_capture_raises_and_later_captures_go_to_a_fresh_pool(monkeypat
     monkeypatch.setattr(torch.cuda, "CUDAGraph", SimpleNamespace)
     monkeypatch.setattr(torch.cuda, "graph", capturing)
     pool = graphs.GraphPool()
-    with pytest.raises(RuntimeError, match="previous error during capture"):
+    with pytest.raises(graphs.CaptureFailed, match="previous error during capture"):
         graphs.capture([lambda: None], "cuda", pool)
     assert pool.handle == (0, 2)
     assert len(graphs.capture([lambda: None, lambda: None], "cuda", pool)) == 2
     assert captured_into == [(0, 1), (0, 2), (0, 2)]
+
+
+def test_a_shape_whose_capture_fails_runs_eagerly_from_then_on(monkeypatch):
+    attempts = []
+
+    def failing_capture(parts, device, pool):
+        attempts.append(len(parts))
+        raise graphs.CaptureFailed("capture invalidated")
+
+    monkeypatch.setattr(graphs, "capture", failing_capture)
+    graphed = graphs.GraphedByShape(lambda x: x * 2, kept=4, device="cpu", pool=None)
+    x = torch.arange(6.0).reshape(1, 2, 3)
+    for _ in range(4):
+        assert torch.equal(graphed(x), x * 2)
+    assert attempts == [1] and len(graphed) == 0  # the second call tried once; the rest ran eagerly

@@ -192,6 +192,34 @@ def test_the_step_graph_path_equals_the_eager_loop(model, reference, graphs_on_c
     assert graphs._step_inputs.capacity == 40 and len(graphs._graphs) == 1  # grown: the older graphs forgotten
 
 
+def test_a_shape_whose_capture_fails_runs_eagerly_with_the_same_result(model, reference, monkeypatch):
+    """A failed capture (``graphs.CaptureFailed``) costs the request nothing but speed: its shape runs the
+    eager loop, is not captured again, and gets another chance once the kernels change."""
+    from f5_worker.engine import graphs
+
+    attempts = []
+
+    def failing_capture(parts, device, pool):
+        attempts.append(len(parts))
+        for part in parts:
+            part()  # the eager run before a capture succeeds
+        raise graphs.CaptureFailed("AcceleratorError: CUDA error: operation failed due to a previous error during capture")
+
+    monkeypatch.setattr(graphs, "capture", failing_capture)
+    eager = Sampler(model, cuda_graphs=False)
+    graphed = Sampler(model, cuda_graphs=False)
+    graphed.cuda_graphs = True
+    requests = [request(reference, 150, seed) for seed in (1, 2)]
+    expected = eager.sample(requests, CONFIG)
+    for _ in range(2):
+        for got, want in zip(graphed.sample(requests, CONFIG), expected):
+            assert torch.equal(got, want)
+    assert attempts == [2] and not graphed.has_graph(2, 150, CONFIG.cfg_strength)
+    graphed.set_backends({"single": "torch"})
+    graphed.sample(requests, CONFIG)
+    assert attempts == [2, 2]
+
+
 def test_a_step_graph_ends_in_the_guided_euler_kernel_while_the_model_uses_kernels(model):
     """The step graph's Euler step (``euler_step_``) with the Triton kernels on (in their interpreter) equals the
     eager loop's ``x + dt * velocity``; tests/engine/test_kernels.py holds the kernel to CFM's fp16 rounding."""

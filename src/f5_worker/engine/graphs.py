@@ -17,7 +17,7 @@ import torch
 
 from ..log import event, get_logger
 
-__all__ = ["GraphPool", "capture", "GraphedByShape"]
+__all__ = ["GraphPool", "CaptureFailed", "capture", "GraphedByShape"]
 
 log = get_logger("engine.graphs")
 
@@ -36,15 +36,21 @@ class GraphPool:
 
     def failed(self, error: BaseException) -> None:
         self.handle = torch.cuda.graph_pool_handle()
-        event(log, "CUDA graph capture failed; later captures use a fresh memory pool", phase="engine.graphs",
-              error=f"{type(error).__name__}: {str(error)[:300]}", level=logging.WARNING)
+        event(log, "CUDA graph capture failed: its shape runs eagerly, later captures use a fresh memory pool",
+              phase="engine.graphs", error=f"{type(error).__name__}: {str(error)[:300]}", level=logging.WARNING)
+
+
+class CaptureFailed(RuntimeError):
+    """A capture itself failed (the part ran eagerly just before, so the part works): the callers run that
+    shape eagerly from then on, as slower is better than failing a request over an optimisation."""
 
 
 def capture(parts: Sequence[Callable[[], object]], device, pool: GraphPool) -> list:
     """One CUDA graph per part, in order, each part run once eagerly first (kernel choice and lazy
     initialisation happen there, never inside a capture); graphs share the memory ``pool``. The graphs hold
     what the parts computed during capture: replay one before reading its outputs. A capture that fails
-    raises, and ``pool`` moves on to a fresh pool so that later captures can succeed."""
+    raises ``CaptureFailed``, and ``pool`` moves on to a fresh pool so that later captures can succeed; an error
+    of a part's eager run propagates as it is."""
     stream = torch.cuda.Stream(device=device)
     stream.wait_stream(torch.cuda.current_stream(device))
     graphs = []
@@ -57,7 +63,7 @@ def capture(parts: Sequence[Callable[[], object]], device, pool: GraphPool) -> l
                     part()
             except Exception as error:
                 pool.failed(error)
-                raise
+                raise CaptureFailed(f"{type(error).__name__}: {error}") from error
             graphs.append(graph)
     torch.cuda.current_stream(device).wait_stream(stream)
     return graphs
@@ -76,12 +82,15 @@ class GraphedByShape:
         self.fn, self.kept, self.device, self.pool = fn, kept, device, pool
         self._graphs: OrderedDict[tuple, tuple[torch.Tensor, object, torch.Tensor]] = OrderedDict()
         self._seen: OrderedDict[tuple, None] = OrderedDict()
+        self._eager: set[tuple] = set()  # shapes whose capture failed (CaptureFailed)
 
     def __len__(self) -> int:
         return len(self._graphs)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         key = (tuple(x.shape), x.stride(), x.dtype)
+        if key in self._eager:
+            return self.fn(x)
         entry = self._graphs.pop(key, None)
         if entry is None and self._seen.pop(key, False) is False:
             self._seen[key] = None
@@ -97,7 +106,11 @@ class GraphedByShape:
                     out.append(torch.empty_like(y))
                 out[0].copy_(y)
 
-            (graph,) = capture([run], self.device, self.pool)
+            try:
+                (graph,) = capture([run], self.device, self.pool)
+            except CaptureFailed:
+                self._eager.add(key)
+                return self.fn(x)
             entry = (static, graph, out[0])
             while len(self._graphs) >= self.kept:
                 dropped, _ = self._graphs.popitem(last=False)

@@ -212,6 +212,7 @@ class Sampler:
             max_graphs = max(8, min(128, total // 10 // (64 * 2**20)))
         self.max_graphs = max_graphs or 0
         self._graphs: OrderedDict[tuple, _StepGraph] = OrderedDict()
+        self._eager_shapes: set[tuple] = set()  # (batch, frames, cfg) whose capture failed: run eagerly
         self._schedules: OrderedDict[tuple, tuple[torch.Tensor, torch.Tensor]] = OrderedDict()  # see _schedule
         self._step_inputs: _StepInputs | None = None  # what the step graphs read (_step_inputs_for)
         self.graph_pool = graphs.GraphPool() if self.cuda_graphs else None  # (the vocoder's graphs too)
@@ -235,8 +236,10 @@ class Sampler:
 
     def forget_graphs(self) -> None:
         """Drop every captured step graph: a graph replays the kernels it recorded, so after the model's
-        kernels change (attention backend, ``DiT.use_kernels``) each shape is captured again."""
+        kernels change (attention backend, ``DiT.use_kernels``) each shape is captured again, those whose
+        capture failed included."""
         self._graphs.clear()
+        self._eager_shapes.clear()
 
     def _set(self, backends: Mapping[str, str]) -> None:
         for mode, backend in backends.items():
@@ -280,9 +283,13 @@ class Sampler:
         self.dit.set_attention(self._backends["batch" if mask is not None else "single"], masked=mask is not None)
         t, conditionings = self._schedule(config)
 
+        graph = None
         if mask is None and self.cuda_graphs:
-            self._step_inputs_for(len(t) - 1).load((config.steps, config.sway_sampling_coef), t, conditionings)
-            x = self._graph(batch, frames, config.cfg_strength).run(x, cond, text, len(t) - 1)
+            inputs = self._step_inputs_for(len(t) - 1)  # (first: a longer schedule forgets the graphs)
+            graph = self._graph(batch, frames, config.cfg_strength)
+        if graph is not None:
+            inputs.load((config.steps, config.sway_sampling_coef), t, conditionings)
+            x = graph.run(x, cond, text, len(t) - 1)
         else:
             text_cond, text_uncond = self.dit.text_embed.both(text, frames if mask is None else lens)
             for i in range(len(t) - 1):
@@ -321,12 +328,19 @@ class Sampler:
     def has_graph(self, batch: int, frames: int, cfg_strength: float) -> bool:
         return (batch, frames, cfg_strength) in self._graphs
 
-    def _graph(self, batch, frames, cfg_strength) -> _StepGraph:
+    def _graph(self, batch, frames, cfg_strength) -> _StepGraph | None:
+        """The shape's step graphs, captured if new; None for a shape whose capture failed (it runs eagerly)."""
         key = (batch, frames, cfg_strength)
+        if key in self._eager_shapes:
+            return None
         graph = self._graphs.pop(key, None)
         if graph is None:
-            graph = _StepGraph(self.dit, self._step_inputs_for(params.NFE_STEP), batch, frames, self.n_mels,
-                               cfg_strength, self.dtype, self.device, self.graph_pool)
+            try:
+                graph = _StepGraph(self.dit, self._step_inputs_for(params.NFE_STEP), batch, frames, self.n_mels,
+                                   cfg_strength, self.dtype, self.device, self.graph_pool)
+            except graphs.CaptureFailed:
+                self._eager_shapes.add(key)
+                return None
             while len(self._graphs) >= self.max_graphs:
                 self._graphs.popitem(last=False)
         self._graphs[key] = graph
