@@ -37,6 +37,7 @@ SUITES=(
   "probe-lengths|bench/probes/frame_lengths.py (\$LENGTHS_ARGS: --sweeps B:FIRST-LAST:STEP,...): a step's time by length"
   "probe-context|bench/probes/capture_context.py: step graphs captured on the main, the batcher's and a new thread"
   "probe-attention|bench/probes/attention_lengths.py: the attention alone around multiples of 128 frames, five ways"
+  "probe-cudnn-frontend|bench/probes/cudnn_frontend_attention.py: cuDNN's graphs built once: padded and packed keys (needs .device/extra)"
   "probe-capture-failure|bench/probes/capture_failure.py: a capture that fails, then the next one into its memory pool"
   "probe-rss|bench/probes/gpu_rss_probe.sh: where host memory grew per job with the first engine (probe)"
 )
@@ -68,6 +69,9 @@ run_suite() {
     probe-lengths) source bench/gpu_env.sh && timeout 560 python3 bench/probes/frame_lengths.py ${LENGTHS_ARGS:-} --json "$OUT/frame-lengths.json" ;;
     probe-context) source bench/gpu_env.sh && timeout 240 python3 bench/probes/capture_context.py --json "$OUT/capture-context.json" ;;
     probe-attention) source bench/gpu_env.sh && timeout 420 python3 bench/probes/attention_lengths.py --json "$OUT/attention-lengths.json" ;;
+    probe-cudnn-frontend) source bench/gpu_env.sh && python3 -m pip install -q --no-deps --no-index --target /tmp/cfe-site \
+        .device/extra/nvidia_cudnn_frontend-*.whl && PYTHONPATH="$PYTHONPATH:/tmp/cfe-site" timeout 300 \
+        python3 bench/probes/cudnn_frontend_attention.py --json "$OUT/cudnn-frontend.json" ;;
     probe-capture-failure) source bench/gpu_env.sh && timeout 120 python3 bench/probes/capture_failure.py --json "$OUT/capture-failure.json" ;;
     probe-rss) bash bench/probes/gpu_rss_probe.sh ;;
     *) return 127 ;;
