@@ -38,6 +38,7 @@ SUITES=(
   "probe-context|bench/probes/capture_context.py: step graphs captured on the main, the batcher's and a new thread"
   "probe-attention|bench/probes/attention_lengths.py: the attention alone around multiples of 128 frames, five ways"
   "probe-cudnn-frontend|bench/probes/cudnn_frontend_attention.py: cuDNN's graphs built once: padded and packed keys (needs .device/extra)"
+  "probe-triton-tma|bench/probes/triton_tma_attention.py: a Triton flash attention reading through TMA descriptors, swept"
   "probe-capture-failure|bench/probes/capture_failure.py: a capture that fails, then the next one into its memory pool"
   "probe-rss|bench/probes/gpu_rss_probe.sh: where host memory grew per job with the first engine (probe)"
 )
@@ -72,6 +73,7 @@ run_suite() {
     probe-cudnn-frontend) source bench/gpu_env.sh && python3 -m pip install -q --no-deps --no-index --target /tmp/cfe-site \
         .device/extra/nvidia_cudnn_frontend-*.whl && PYTHONPATH="$PYTHONPATH:/tmp/cfe-site" timeout 300 \
         python3 bench/probes/cudnn_frontend_attention.py --json "$OUT/cudnn-frontend.json" ;;
+    probe-triton-tma) source bench/gpu_env.sh && timeout 400 python3 bench/probes/triton_tma_attention.py --json "$OUT/triton-tma.json" ;;
     probe-capture-failure) source bench/gpu_env.sh && timeout 120 python3 bench/probes/capture_failure.py --json "$OUT/capture-failure.json" ;;
     probe-rss) bash bench/probes/gpu_rss_probe.sh ;;
     *) return 127 ;;
