@@ -48,6 +48,7 @@ attention.F = shim
 if __name__ == "__main__":
     script = Path(__file__).resolve().parents[1] / "throughput.py"
     sys.argv = [str(script), *sys.argv[1:]]
+    sys.path.insert(0, str(script.parent))  # (as running it as a script would: its ``common`` import)
     try:
         runpy.run_path(str(script), run_name="__main__")
     finally:
