@@ -168,6 +168,39 @@ def back_to_back_ms(graph, replays: int = 16, runs: int = 4) -> float:
     return round(statistics.median(times[1:]), 4)
 
 
+def kernel_us(fn: Callable[[], object], calls: int = 20, runs: int = 5) -> float:
+    """µs per call of ``fn`` on the GPU: the median of ``runs`` CUDA-event-timed runs of ``calls`` calls back to
+    back, after three warm-up calls (for single kernels and other calls too short to time one by one)."""
+    for _ in range(3):
+        fn()
+    times = []
+    for _ in range(runs):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        for _ in range(calls):
+            fn()
+        end.record()
+        torch.cuda.synchronize()
+        times.append(start.elapsed_time(end) * 1000 / calls)
+    return round(statistics.median(times), 1)
+
+
+def graph_replay_us(fn: Callable[[], object]) -> float | str:
+    """``kernel_us`` of ``fn`` captured into a CUDA graph (run once eagerly first, as the engine captures), or
+    why it could not be captured: whether a kernel can serve from the engine's graphs at all is a result."""
+    try:
+        graph, stream = torch.cuda.CUDAGraph(), torch.cuda.Stream()
+        stream.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(stream):
+            fn()
+            with torch.cuda.graph(graph, stream=stream, capture_error_mode="thread_local"):
+                fn()
+        torch.cuda.current_stream().wait_stream(stream)
+        return kernel_us(graph.replay)
+    except Exception as error:  # noqa: BLE001  not capturable is a result
+        return f"{type(error).__name__}: {str(error).splitlines()[0][:160] if str(error) else ''}"
+
+
 def report(out: dict, json_path: str | None) -> None:
     """A benchmark's result: printed whole, and written to ``json_path`` when given."""
     print(json.dumps(out, indent=1))

@@ -17,7 +17,6 @@ attention.
 
 from __future__ import annotations
 
-import statistics
 import sys
 from pathlib import Path
 
@@ -26,7 +25,7 @@ import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from common import environment, report  # noqa: E402
+from common import environment, kernel_us, report  # noqa: E402
 
 HEADS, DIM = 16, 64
 LOG2E = 1.4426950408889634
@@ -188,21 +187,6 @@ def backend(kind):
     return run
 
 
-def micros(fn, *args) -> float:
-    for _ in range(3):
-        fn(*args)
-    runs = []
-    for _ in range(5):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        for _ in range(20):
-            fn(*args)
-        end.record()
-        torch.cuda.synchronize()
-        runs.append(start.elapsed_time(end) * 1000 / 20)
-    return round(statistics.median(runs), 1)
-
-
 def rel_diff(out, q, k, v) -> float:
     exact = F.scaled_dot_product_attention(q.float(), k.float(), v.float())
     return float((out.float() - exact).abs().mean() / exact.abs().mean())
@@ -237,7 +221,7 @@ def main() -> int:
                     continue
                 key = f"batch {batch}, {frames} frames, {name}"
                 try:
-                    row = {"us": micros(fn, q, k, v), "rel_diff_vs_fp32": round(rel_diff(fn(q, k, v), q, k, v), 6)}
+                    row = {"us": kernel_us(lambda: fn(q, k, v)), "rel_diff_vs_fp32": round(rel_diff(fn(q, k, v), q, k, v), 6)}
                 except Exception as error:  # noqa: BLE001  a variant a backend refuses is a result too
                     row = {"error": f"{type(error).__name__}: {error}"[:200]}
                 out["us_per_call"][key] = row
@@ -258,7 +242,7 @@ def main() -> int:
                         else:
                             def run(prepared=prepared):
                                 return ragged_cudnn(*prepared)
-                        row = {"us": micros(run), "rel_diff_vs_fp32": round(rel_diff(run(), q, k, v), 6)}
+                        row = {"us": kernel_us(run), "rel_diff_vs_fp32": round(rel_diff(run(), q, k, v), 6)}
                     except Exception as error:  # noqa: BLE001  a variant a backend refuses is a result too
                         row = {"error": f"{type(error).__name__}: {error}"[:200]}
                     out["us_per_call"][key] = row
@@ -267,7 +251,7 @@ def main() -> int:
             q, _, _ = projections(seqs, q_frames)
             _, k, v = projections(seqs, kv_frames)
             key = f"batch {batch}, queries {q_frames}, keys {kv_frames}, cudnn"
-            out["us_per_call"][key] = {"us": micros(cudnn, q, k, v)}
+            out["us_per_call"][key] = {"us": kernel_us(lambda: cudnn(q, k, v))}
             print(key, out["us_per_call"][key], flush=True)
     report(out, args.json)
     return 0

@@ -17,7 +17,6 @@ float32 attention, and whether it replays from a CUDA graph (µs per replay).
 
 from __future__ import annotations
 
-import statistics
 import sys
 from pathlib import Path
 
@@ -25,24 +24,9 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from common import environment, report  # noqa: E402
+from common import environment, graph_replay_us, kernel_us, report  # noqa: E402
 
 HEADS, DIM = 16, 64
-
-
-def micros(fn) -> float:
-    for _ in range(3):
-        fn()
-    runs = []
-    for _ in range(5):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        for _ in range(20):
-            fn()
-        end.record()
-        torch.cuda.synchronize()
-        runs.append(start.elapsed_time(end) * 1000 / 20)
-    return round(statistics.median(runs), 1)
 
 
 class Sdpa:
@@ -83,22 +67,6 @@ class Sdpa:
         return self.out
 
 
-def replay_micros(fn) -> float | str:
-    try:
-        fn()
-        torch.cuda.synchronize()
-        graph = torch.cuda.CUDAGraph()
-        stream = torch.cuda.Stream()
-        stream.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(stream):
-            with torch.cuda.graph(graph, stream=stream, capture_error_mode="thread_local"):
-                fn()
-        torch.cuda.current_stream().wait_stream(stream)
-        return micros(graph.replay)
-    except Exception as error:  # noqa: BLE001  not capturable is a result
-        return f"{type(error).__name__}: {str(error).splitlines()[0][:160]}"
-
-
 def rel_diff(out, q, k, v) -> float:
     exact = F.scaled_dot_product_attention(q.float(), k.float(), v.float())
     return round(float((out.float() - exact).abs().mean() / exact.abs().mean()), 6)
@@ -124,8 +92,8 @@ def main() -> int:
     def record(key, make, q, k, v):
         try:
             sdpa = make()
-            row = {"us": micros(sdpa.run), "rel_diff_vs_fp32": rel_diff(sdpa.run(), q, k, v),
-                   "graph_replay_us": replay_micros(sdpa.run)}
+            row = {"us": kernel_us(sdpa.run), "rel_diff_vs_fp32": rel_diff(sdpa.run(), q, k, v),
+                   "graph_replay_us": graph_replay_us(sdpa.run)}
         except Exception as error:  # noqa: BLE001  refused is a result
             row = {"error": f"{type(error).__name__}: {str(error)[:300]}"}
         out["us"][key] = row
@@ -138,7 +106,7 @@ def main() -> int:
         dense_out = torch.empty(seqs, frames, HEADS, DIM, device="cuda", dtype=torch.float16).transpose(1, 2)
         record(f"{frames} frames, dense", lambda: Sdpa(cudnn, handle, q, k, v, dense_out), q, k, v)
         with torch.no_grad():
-            out["us"][f"{frames} frames, PyTorch's cuDNN SDPA (reference)"] = {"us": micros(
+            out["us"][f"{frames} frames, PyTorch's cuDNN SDPA (reference)"] = {"us": kernel_us(
                 lambda: F.scaled_dot_product_attention(q, k, v))}
         if padded == frames:
             continue

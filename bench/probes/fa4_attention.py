@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import os
 import site
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -28,39 +27,9 @@ import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from common import environment, report  # noqa: E402
+from common import environment, graph_replay_us, kernel_us, report  # noqa: E402
 
 HEADS, DIM = 16, 64
-
-
-def micros(fn) -> float:
-    for _ in range(3):
-        fn()
-    runs = []
-    for _ in range(5):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        for _ in range(20):
-            fn()
-        end.record()
-        torch.cuda.synchronize()
-        runs.append(start.elapsed_time(end) * 1000 / 20)
-    return round(statistics.median(runs), 1)
-
-
-def replay_micros(fn) -> float | str:
-    try:
-        graph = torch.cuda.CUDAGraph()
-        stream = torch.cuda.Stream()
-        stream.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(stream):
-            fn()
-            with torch.cuda.graph(graph, stream=stream, capture_error_mode="thread_local"):
-                fn()
-        torch.cuda.current_stream().wait_stream(stream)
-        return micros(graph.replay)
-    except Exception as error:  # noqa: BLE001  not capturable is a result
-        return f"{type(error).__name__}: {str(error).splitlines()[0][:160] if str(error) else ''}"
 
 
 def main() -> int:
@@ -105,7 +74,7 @@ def main() -> int:
                 with sdpa_kernel(SDPBackend.CUDNN_ATTENTION):
                     return F.scaled_dot_product_attention(*(t.transpose(1, 2) for t in (q, k, v))).transpose(1, 2)
 
-            rows = {"cudnn": {"us": micros(cudnn), "rel_diff_vs_fp32": diff(cudnn())}}
+            rows = {"cudnn": {"us": kernel_us(cudnn), "rel_diff_vs_fp32": diff(cudnn())}}
             for name, inputs in (("fa4 (views)", (q, k, v)),
                                  ("fa4 (contiguous copies, outside the timing)", tuple(t.contiguous() for t in (q, k, v)))):
                 try:
@@ -113,8 +82,8 @@ def main() -> int:
                     result = fa4(*inputs)
                     torch.cuda.synchronize()
                     first_s = round(time.perf_counter() - first, 2)
-                    rows[name] = {"us": micros(lambda: fa4(*inputs)), "rel_diff_vs_fp32": diff(result),
-                                  "first_call_s": first_s, "graph_replay_us": replay_micros(lambda: fa4(*inputs))}
+                    rows[name] = {"us": kernel_us(lambda: fa4(*inputs)), "rel_diff_vs_fp32": diff(result),
+                                  "first_call_s": first_s, "graph_replay_us": graph_replay_us(lambda: fa4(*inputs))}
                 except Exception as error:  # noqa: BLE001  refused is a result
                     rows[name] = {"error": f"{type(error).__name__}: {str(error)[:300]}"}
             for name, row in rows.items():

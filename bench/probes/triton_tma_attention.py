@@ -15,7 +15,6 @@ median of 5 runs of 20), mean relative difference from float32 attention; cuDNN 
 
 from __future__ import annotations
 
-import statistics
 import sys
 from pathlib import Path
 
@@ -26,7 +25,7 @@ import triton.language as tl
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from common import environment, report  # noqa: E402
+from common import environment, kernel_us, report  # noqa: E402
 
 HEADS, DIM = 16, 64
 LOG2E = 1.4426950408889634
@@ -84,21 +83,6 @@ def tma_attention(block_m: int, block_n: int, warps: int, stages: int, specialis
     return run
 
 
-def micros(fn) -> float:
-    for _ in range(3):
-        fn()
-    runs = []
-    for _ in range(5):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        for _ in range(20):
-            fn()
-        end.record()
-        torch.cuda.synchronize()
-        runs.append(start.elapsed_time(end) * 1000 / 20)
-    return round(statistics.median(runs), 1)
-
-
 def main() -> int:
     import argparse
 
@@ -124,7 +108,7 @@ def main() -> int:
             return round(float((result.float() - exact).abs().mean() / exact.abs().mean()), 6)
 
         with sdpa_kernel(SDPBackend.CUDNN_ATTENTION):
-            row = {"us": micros(lambda: F.scaled_dot_product_attention(q, k, v))}
+            row = {"us": kernel_us(lambda: F.scaled_dot_product_attention(q, k, v))}
         out["us"][f"{frames} frames, cudnn"] = row
         print(f"{frames} frames, cudnn", row, flush=True)
         for config in filter(None, args.configs.split(",")):
@@ -133,7 +117,7 @@ def main() -> int:
                 key = f"{frames} frames, triton tma {config}{' ws' if specialise else ''}"
                 try:
                     fn = tma_attention(block_m, block_n, warps, stages, specialise)
-                    row = {"us": micros(lambda: fn(qkv)), "rel_diff_vs_fp32": diff(fn(qkv))}
+                    row = {"us": kernel_us(lambda: fn(qkv)), "rel_diff_vs_fp32": diff(fn(qkv))}
                 except Exception as error:  # noqa: BLE001  a configuration Triton refuses is a result
                     row = {"error": f"{type(error).__name__}: {str(error).splitlines()[0][:200] if str(error) else ''}"}
                 out["us"][key] = row
