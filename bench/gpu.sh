@@ -40,7 +40,7 @@ SUITES=(
   "probe-cudnn-frontend|bench/probes/cudnn_frontend_attention.py: cuDNN's graphs built once: padded and packed keys (needs .device/extra)"
   "probe-triton-tma|bench/probes/triton_tma_attention.py: a Triton flash attention reading through TMA descriptors, swept"
   "probe-fa4|bench/probes/fa4_attention.py: FlashAttention-4's CuTe kernels against cuDNN (carry .fa4a then .fa4b; not .device)"
-  "probe-fa4-engine|bench/probes/fa4_engine.py: throughput.py with FA4 for unmasked attention, then without (carry .fa4a, .fa4b, then .device)"
+  "probe-fa4-engine|the worker's FA4 check (python -m f5_worker.fa4), then throughput.py with FA4 for unmasked batches and without (carry .fa4a, .fa4b, then .device)"
   "probe-capture-failure|bench/probes/capture_failure.py: a capture that fails, then the next one into its memory pool"
   "probe-rss|bench/probes/gpu_rss_probe.sh: where host memory grew per job with the first engine (probe)"
 )
@@ -79,8 +79,10 @@ run_suite() {
     probe-fa4) mkdir -p /tmp/fa4 && { [ -d /tmp/fa4/site ] || cat .fa4a/fa4-part.* .fa4b/fa4-part.* | xz -d -T0 | tar -x -C /tmp/fa4; } \
         && FA4_SITE=/tmp/fa4/site timeout 480 python3 bench/probes/fa4_attention.py --json "$OUT/fa4.json" ;;
     probe-fa4-engine) source bench/gpu_env.sh && mkdir -p /tmp/fa4 && { [ -d /tmp/fa4/site ] || cat .fa4a/fa4-part.* .fa4b/fa4-part.* \
-        | xz -d -T0 | tar -x -C /tmp/fa4; } && FA4_SITE=/tmp/fa4/site timeout 240 python3 bench/probes/fa4_engine.py \
-        --concurrency ${CONCURRENCY:-1,16,32} --json "$OUT/throughput-fa4.json" 2>"$OUT/throughput-fa4.log" | grep -v '^ \|^{\|^}'; \
+        | xz -d -T0 | tar -x -C /tmp/fa4; } && export PYTHONPATH="$PYTHONPATH:/tmp/fa4/site:/tmp/fa4/site/nvidia_cutlass_dsl/dsl_packages" \
+        && timeout 120 python3 -m f5_worker.fa4 16 64 1424 | tee "$OUT/fa4-check.json"; \
+        timeout 240 python3 bench/throughput.py --single-backend fa4 --concurrency ${CONCURRENCY:-1,16,32} \
+        --json "$OUT/throughput-fa4.json" 2>"$OUT/throughput-fa4.log" | grep -v '^ \|^{\|^}'; \
         timeout 200 python3 bench/throughput.py --concurrency ${CONCURRENCY:-1,16,32} --json "$OUT/throughput-cudnn.json" \
         2>"$OUT/throughput-cudnn.log" | grep -v '^ \|^{\|^}' ;;
     probe-capture-failure) source bench/gpu_env.sh && timeout 120 python3 bench/probes/capture_failure.py --json "$OUT/capture-failure.json" ;;

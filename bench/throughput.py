@@ -100,7 +100,8 @@ def main() -> int:
     parser.add_argument("--concurrency", default="1,2,4,8,16,32,64")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--nfe", type=int, default=32, help="steps per request: 32 (default), or EPSS's 7 or 16")
-    parser.add_argument("--single-backend", default="sdpa", choices=("sdpa", "flash_attn"))
+    parser.add_argument("--single-backend", default="sdpa", choices=("sdpa", "flash_attn", "fa4"),
+                        help="fa4: FlashAttention-4 (flash-attn-4 importable: f5_worker.fa4.make_importable is called)")
     parser.add_argument("--batch-backend", default="sdpa", choices=("sdpa", "flash_attn"))
     parser.add_argument("--lengths", choices=("same", "mixed"), default="same")
     parser.add_argument("--no-graphs", action="store_true")
@@ -119,6 +120,10 @@ def main() -> int:
     from f5_worker.engine.models import ModelFiles
 
     levels = [int(v) for v in args.concurrency.split(",")]
+    if args.single_backend == "fa4":
+        from f5_worker import fa4
+
+        fa4.make_importable()
     attention = AttentionChoice(args.single_backend, args.batch_backend, "--single-backend", "--batch-backend")
     engine = Engine(EngineConfig(model=args.model, files=ModelFiles(), attention=attention, max_batch=max(levels),
                                  device=args.device, cuda_graphs=not args.no_graphs, kernels=args.kernels == "triton"))

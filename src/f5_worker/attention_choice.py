@@ -12,11 +12,12 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Literal
 
-__all__ = ["AttentionChoice", "Backend", "SDPA", "FLASH_ATTN"]
+__all__ = ["AttentionChoice", "Backend", "SDPA", "FLASH_ATTN", "FA4"]
 
-Backend = Literal["sdpa", "flash_attn"]
+Backend = Literal["sdpa", "flash_attn", "fa4"]
 SDPA: Backend = "sdpa"
 FLASH_ATTN: Backend = "flash_attn"
+FA4: Backend = "fa4"  # FlashAttention-4 (flash-attn-4): unmasked batches only (``f5_worker.fa4``)
 
 
 @dataclass(frozen=True)

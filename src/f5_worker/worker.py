@@ -23,7 +23,8 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from . import __version__, bootstrap
+from . import __version__, bootstrap, fa4
+from .attention_choice import FA4, AttentionChoice
 from .bootstrap import Report
 from .errors import ModelUnavailable
 from .log import event, get_logger, phase
@@ -34,6 +35,9 @@ from .settings import ASR_OFF, TINY_RANDOM, Settings
 __all__ = ["Worker", "start"]
 
 log = get_logger("worker")
+# FlashAttention-4's check runs at a typical request's length as the engine rounds it (5 s reference + 10 s: 1411
+# frames, 1424 in a bucket of 16): between multiples of 128, where it beats cuDNN (at the multiples they tie).
+FA4_CHECK_FRAMES = 1424
 
 
 class Worker:
@@ -103,9 +107,10 @@ class Worker:
         torch_import.start()
         settings, report = bootstrap.run(self.settings, defer_flash_attn=True, detect=self._detect)
         self.settings, self.report = settings, report
-        if "flash_attn" in report.pending:
+        if "flash_attn" in report.pending or fa4.installed():
             # Started now, so fetching and verifying overlap the model's load; it switches the engine once both are done.
-            self.background = threading.Thread(target=self._finish_flash_attn, name="f5-worker-flash-attn", daemon=True)
+            self.background = threading.Thread(target=self._finish_attention, args=("flash_attn" in report.pending,),
+                                               name="f5-worker-attention", daemon=True)
             self.background.start()
 
         # Only now may the engine import torch's attention paths: a published flash_attn is on sys.path.
@@ -160,21 +165,40 @@ class Worker:
     def tuning_dir(self) -> Path:
         return self.settings.root / "cache" / "tuning"
 
-    def _finish_flash_attn(self) -> None:
+    def _finish_attention(self, flash_attn_pending: bool) -> None:
+        """The background half of the attention choice: flash-attn's verification (when the bootstrap deferred
+        it), then FlashAttention-4's check (when installed); the engine switches once, between batches."""
         try:
-            verdict = bootstrap.finish_flash_attn(self.settings, self.report, detect=self._detect)
+            verdict = bootstrap.finish_flash_attn(self.settings, self.report, detect=self._detect) if flash_attn_pending else None
             self._loaded.wait()
             engine = self.engine
             if engine is None:
                 return
-            choice, now = verdict.attention, engine.attention
+            now = engine.attention
+            choice = self._with_fa4(verdict.attention if verdict else now, engine)
             if (choice.single, choice.batch) != (now.single, now.batch):
                 engine.use_attention(choice, self.tuning_dir)
             else:  # the same kernels: nothing to switch or measure again; only the reason is new
                 engine.attention = choice
         except Exception as exc:  # noqa: BLE001  the worker keeps serving on SDPA
-            event(log, "flash_attn background step failed", phase="flash_attn.background", level=logging.WARNING,
+            event(log, "attention background step failed", phase="attention.background", level=logging.WARNING,
                   error=f"{type(exc).__name__}: {exc}")
+
+    @staticmethod
+    def _with_fa4(choice: AttentionChoice, engine) -> AttentionChoice:
+        """``choice``, with unmasked batches on FlashAttention-4 where it is installed, passed its check in a child
+        process and measured faster there (``f5_worker.fa4``); the reason is logged either way."""
+        version = fa4.installed()
+        if version is None or not engine.device.startswith("cuda"):
+            return choice
+        arch = getattr(engine, "engines", [engine])[0].model.transformer.arch
+        with phase(log, "fa4.check", version=version) as outcome:
+            found = fa4.check(arch.heads, arch.dim_head, FA4_CHECK_FRAMES)
+            outcome.update(ok=found.ok, why=found.why, timings_ms=found.timings_ms, rel_diff=found.rel_diff)
+        chosen = fa4.choose(found, choice)
+        if chosen.single == FA4:
+            fa4.make_importable()
+        return chosen
 
 
 def start(settings: Settings, *, warm_up: bool = True, detect: Callable[[bool], Fingerprint] = probe.detect) -> Worker:

@@ -167,3 +167,35 @@ def test_flash_attn_backend_equals_sdpa(stand_in_flash_attn, masked):
         got = ours(x, mask=mask, rope=rope)
     assert stand_in_flash_attn == ["varlen" if masked else "dense"]
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.fixture
+def stand_in_fa4(monkeypatch):
+    """FlashAttention-4's interface (``flash_attn.cute.flash_attn_func``, (out, lse) back) computed by SDPA: what
+    the fa4 path hands it (the projection's (batch, frames, heads, dim) views, its scale), and what it takes back."""
+    calls = []
+
+    def flash_attn_func(q, k, v, softmax_scale=None):
+        calls.append((tuple(q.shape), q.is_contiguous(), softmax_scale))
+        return _sdpa_bshd(q, k, v), None
+
+    package, cute = types.ModuleType("flash_attn"), types.ModuleType("flash_attn.cute")
+    package.__path__ = []  # (a namespace package: flash-attn-4 ships flash_attn/cute/ alone)
+    cute.flash_attn_func = flash_attn_func
+    monkeypatch.setitem(sys.modules, "flash_attn", package)
+    monkeypatch.setitem(sys.modules, "flash_attn.cute", cute)
+    return calls
+
+
+@pytest.mark.parametrize("masked", [False, True])
+def test_fa4_backend_equals_f5_tts_unmasked_and_leaves_masked_batches_to_sdpa(stand_in_fa4, masked):
+    theirs, ours = pair(masked=masked)
+    ours.fuse_qkv()
+    x, mask = inputs()
+    rope = RotaryEmbedding(DIM_HEAD).angles(37)
+    with torch.inference_mode():
+        expected = theirs(x, mask=mask, rope=RotaryEmbedding(DIM_HEAD).forward_from_seq_len(37))
+        ours.backend = "fa4"
+        got = ours(x, mask=mask, rope=rope)
+    assert stand_in_fa4 == ([] if masked else [((x.shape[0], 37, HEADS, DIM_HEAD), False, DIM_HEAD ** -0.5)])
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)

@@ -116,7 +116,7 @@ def test_set_backends_switches_the_kernels_and_drops_captured_graphs(model, refe
     assert sampler.backends == {"single": "torch", "batch": "flash_attn"} and not sampler.has_graph(1, 150, 2.0)
     with pytest.raises(TypeError):
         sampler.backends["single"] = "flash_attn"  # read-only: a change must go through set_backends
-    with pytest.raises(ValueError, match="backends torch and flash_attn"):
+    with pytest.raises(ValueError, match="backends torch, flash_attn, fa4"):
         sampler.set_backends({"single": "sdpa"})
     sampler.sample([request(reference, 150, 1)], CONFIG)  # one length: still SDPA
     assert set(attention_calls) == {("torch", False, False)}

@@ -546,8 +546,8 @@ def whole(waves: Iterable[np.ndarray], remove_silence: bool = False) -> np.ndarr
 
 
 def _sampler_backends(choice: AttentionChoice) -> dict[str, str]:
-    """The sampler's switches, in F5-TTS's names for the kernels ("torch" is SDPA)."""
-    return {mode: "torch" if backend == SDPA else "flash_attn"
+    """The sampler's switches, in F5-TTS's names for the kernels ("torch" is SDPA; "fa4" is ours)."""
+    return {mode: "torch" if backend == SDPA else backend
             for mode, backend in (("single", choice.single), ("batch", choice.batch))}
 
 

@@ -191,7 +191,7 @@ class Sampler:
     """Samples mel spectrograms for batches of requests with one model (``nn.F5TTS``).
 
     ``backends`` maps "single" (requests of one length, no mask) and "batch" (mixed lengths, masked)
-    to an attention backend, "torch" (SDPA) or "flash_attn"; ``set_backends`` changes them. Not
+    to an attention backend, "torch" (SDPA), "flash_attn" or "fa4"; ``set_backends`` changes them. Not
     thread-safe: one thread (the batcher's) owns it.
     """
 
@@ -228,8 +228,8 @@ class Sampler:
         self.set_backends(backends)
 
     def set_backends(self, backends: Mapping[str, str]) -> None:
-        """Use other attention kernels from the next batch on ("single" and/or "batch" to "torch" or
-        "flash_attn"). The step graphs captured with the old kernels are dropped: a graph replays the
+        """Use other attention kernels from the next batch on ("single" and/or "batch" to "torch",
+        "flash_attn" or "fa4"). The step graphs captured with the old kernels are dropped: a graph replays the
         kernels it recorded, whatever the modules are set to now."""
         self._set(backends)
         self.forget_graphs()
@@ -245,7 +245,7 @@ class Sampler:
         for mode, backend in backends.items():
             if mode not in self._backends or backend not in BACKENDS:
                 raise ValueError(f"attention backend {mode}={backend!r}: modes are single and batch, "
-                                 f"backends {' and '.join(BACKENDS)}")
+                                 f"backends {', '.join(BACKENDS)}")
         self._backends = {**self._backends, **backends}
 
     @torch.inference_mode()

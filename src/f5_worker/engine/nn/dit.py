@@ -413,7 +413,7 @@ class DiT(nn.Module):
         self._kernels = kernels
 
     def set_attention(self, backend: str, masked: bool) -> None:
-        """Every layer's attention backend ("torch" | "flash_attn") and whether a mask restricts it."""
+        """Every layer's attention backend ("torch" | "flash_attn" | "fa4") and whether a mask restricts it."""
         for block in self.transformer_blocks:
             block.attn.backend, block.attn.masked = backend, masked
 

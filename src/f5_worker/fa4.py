@@ -1,0 +1,185 @@
+"""FlashAttention-4 (the ``flash-attn-4`` package) for unmasked attention, where the environment has it.
+
+On the H200 its Hopper kernels ran F5TTS_v1_Base's attention at 1424 frames and 32 sequences in 663 µs against
+cuDNN's 769, and the whole engine with them made 97.7 s of audio per GPU-second against 91.0 and one request in
+111.1 ms against 119.1 (BENCHMARKS.md, "FlashAttention-4"). The worker does not fetch it (installed, it is ~300 MB
+with its CUDA 13 compiler libraries); an image that installs it (``pip install 'flash-attn-4[cu13]'``) gets it
+checked and, where it measures faster, used:
+
+1. ``installed()`` reads the package's metadata (nothing is imported);
+2. ``check()`` runs ``python -m f5_worker.fa4`` in a child process, which imports it, compiles and runs it on
+   the GPU at the model's attention shape for one request and for eight (2 and 16 sequences with guidance),
+   compares it with SDPA (``REL_TOLERANCE``), captures it into a CUDA graph as the engine will, and times both
+   from graph replays: a broken install or an unsupported GPU costs the child, never the worker;
+3. ``choose()`` puts unmasked batches on it when it beat SDPA by ``GAIN`` at eight requests and was no slower
+   for one (masked batches keep their kernel: it is not used with a mask);
+4. ``make_importable()`` runs in the worker before the engine switches: flash-attn-4 ships ``flash_attn/cute/``
+   without a ``flash_attn/__init__.py``, so where the flash-attn 2 wheel is active its package ``flash_attn``
+   hides FA4's directory, which is then added to that package's path.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import importlib.metadata
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import traceback
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from .attention_choice import FA4, SDPA, AttentionChoice
+
+__all__ = ["DISTRIBUTION", "Fa4Check", "installed", "check", "choose", "make_importable"]
+
+DISTRIBUTION = "flash-attn-4"
+CHECK_TIMEOUT_S = 300.0  # importing it takes ~10 s, its first compilation ~2 s (H200); a hang must end
+REL_TOLERANCE = 2e-2  # mean relative difference from SDPA; fp16 kernels differ by ~3e-4, a broken one by far more
+GAIN = 0.97  # FA4 must take at most this share of SDPA's time at eight requests
+
+
+@dataclass(frozen=True)
+class Fa4Check:
+    """What the child found: ``ok`` with the timings (ms per call, from CUDA-graph replays) and the numerics,
+    or why not."""
+    ok: bool
+    why: str
+    timings_ms: dict[str, float] = field(default_factory=dict)  # fa4_1, sdpa_1, fa4_8, sdpa_8 (requests)
+    rel_diff: float | None = None
+
+
+def installed() -> str | None:
+    """flash-attn-4's version where it is installed, else None (nothing is imported)."""
+    try:
+        return importlib.metadata.version(DISTRIBUTION)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def make_importable() -> None:
+    """Let ``import flash_attn.cute`` find flash-attn-4's directory even where another ``flash_attn`` package
+    (flash-attn 2's, a regular package) comes first on the path."""
+    import flash_attn
+
+    if importlib.util.find_spec("flash_attn.cute") is not None:
+        return
+    files = importlib.metadata.distribution(DISTRIBUTION).files or []
+    cute = next((f for f in files if f.as_posix() == "flash_attn/cute/__init__.py"), None)
+    if cute is None:
+        raise ImportError(f"{DISTRIBUTION} is installed without flash_attn/cute/__init__.py")
+    directory = str(Path(cute.locate()).parent.parent)
+    if directory not in flash_attn.__path__:
+        flash_attn.__path__.append(directory)
+    importlib.invalidate_caches()
+
+
+def choose(found: Fa4Check, choice: AttentionChoice) -> AttentionChoice:
+    """``choice`` with unmasked batches on FA4 when ``found`` says so; otherwise ``choice`` itself. Only an SDPA
+    choice is replaced: where flash-attn 2 was measured faster than SDPA unmasked, FA4 was not timed against it."""
+    if not found.ok or choice.single != SDPA:
+        return choice
+    t = found.timings_ms
+    if t["fa4_8"] <= GAIN * t["sdpa_8"] and t["fa4_1"] <= t["sdpa_1"]:
+        return replace(choice, single=FA4, single_why=f"FlashAttention-4: {_timings_text(t)}")
+    return replace(choice, single_why=f"{choice.single_why}; FlashAttention-4 not faster: {_timings_text(t)}")
+
+
+def _timings_text(t: dict[str, float]) -> str:
+    return (f"{t['fa4_8']:.3f} ms against SDPA's {t['sdpa_8']:.3f} for 8 requests, "
+            f"{t['fa4_1']:.3f} against {t['sdpa_1']:.3f} for one")
+
+
+def check(heads: int, dim: int, frames: int, *, timeout_s: float = CHECK_TIMEOUT_S) -> Fa4Check:
+    """Run the check in a child process (``python -m f5_worker.fa4``) and read its verdict."""
+    command = [sys.executable, "-m", "f5_worker.fa4", str(heads), str(dim), str(frames)]
+    with tempfile.TemporaryDirectory(prefix="f5-worker-fa4-") as empty:  # (-m puts the cwd first on the path)
+        try:
+            done = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s, cwd=empty,
+                                  env=dict(os.environ))
+        except subprocess.TimeoutExpired:
+            return Fa4Check(False, f"the check took longer than {timeout_s:g} s")
+    for line in reversed(done.stdout.strip().splitlines()):
+        with contextlib.suppress(ValueError, TypeError, KeyError):
+            data = json.loads(line)
+            return Fa4Check(bool(data["ok"]), str(data["why"]),
+                            {k: float(v) for k, v in data.get("timings_ms", {}).items()}, data.get("rel_diff"))
+    tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
+    return Fa4Check(False, f"the check process ended without a verdict (exit {done.returncode}): {tail[:300]}")
+
+
+def _replay_ms(fn, replays: int = 20) -> float:
+    """ms per call of ``fn`` replayed from a CUDA graph (captured as the engine captures: a side stream,
+    thread-local mode, one eager run first)."""
+    import torch
+
+    graph, stream = torch.cuda.CUDAGraph(), torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):
+        fn()
+        with torch.cuda.graph(graph, stream=stream, capture_error_mode="thread_local"):
+            fn()
+    torch.cuda.current_stream().wait_stream(stream)
+    for _ in range(3):
+        graph.replay()
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    start.record()
+    for _ in range(replays):
+        graph.replay()
+    end.record()
+    torch.cuda.synchronize()
+    return start.elapsed_time(end) / replays
+
+
+def _check_here(heads: int, dim: int, frames: int) -> dict:
+    """The child's work: import, numerics, capture and timings at (2 and 16 sequences, frames, heads, dim)."""
+    import torch
+    import torch.nn.functional as F
+
+    if not torch.cuda.is_available():
+        return {"ok": False, "why": "no GPU"}
+    make_importable()
+    from flash_attn.cute import flash_attn_func
+
+    def fa4(q, k, v):
+        out = flash_attn_func(q, k, v, softmax_scale=dim ** -0.5)
+        return out[0] if isinstance(out, tuple) else out
+
+    def sdpa(q, k, v):
+        return F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)).transpose(1, 2)
+
+    timings, worst = {}, 0.0
+    for requests in (1, 8):
+        generator = torch.Generator(device="cuda").manual_seed(requests)
+        qkv = torch.randn(2 * requests, frames, 3, heads, dim, device="cuda", dtype=torch.float16, generator=generator)
+        q, k, v = qkv.unbind(2)  # the projection's views, as the engine hands them over
+        got, expected = fa4(q, k, v).float(), sdpa(q.float(), k.float(), v.float())
+        if not torch.isfinite(got).all():
+            return {"ok": False, "why": f"non-finite output for {requests} requests"}
+        worst = max(worst, float((got - expected).abs().mean() / expected.abs().mean()))
+        if not worst <= REL_TOLERANCE:
+            return {"ok": False, "why": f"differs from SDPA by {worst:.2e} (mean relative; at most {REL_TOLERANCE:g})"}
+        timings[f"fa4_{requests}"] = round(_replay_ms(lambda: fa4(q, k, v)), 4)
+        timings[f"sdpa_{requests}"] = round(_replay_ms(lambda: sdpa(q, k, v)), 4)
+    return {"ok": True, "why": f"{installed()} on {torch.cuda.get_device_name()}", "timings_ms": timings,
+            "rel_diff": round(worst, 6)}
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 3:
+        print("usage: python -m f5_worker.fa4 HEADS DIM FRAMES", file=sys.stderr)
+        return 2
+    try:
+        result = _check_here(*(int(a) for a in argv))
+    except BaseException as exc:  # report anything the package raises, as data
+        result = {"ok": False, "why": f"{type(exc).__name__}: {str(exc)[:300]}", "traceback": traceback.format_exc(limit=5)}
+    print(json.dumps(result))
+    return 0 if result.get("ok") else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

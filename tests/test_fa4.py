@@ -1,0 +1,164 @@
+"""FlashAttention-4 where the environment has it (``f5_worker.fa4``): found by its metadata, importable behind
+flash-attn 2's package, checked in a child process, chosen by its timings. The kernels themselves need a Hopper
+GPU: bench/gpu.sh probe-fa4 and probe-fa4-engine measured them; tests/engine/test_attention.py holds the
+engine's call to them equal to F5-TTS's attention."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from types import SimpleNamespace
+
+import pytest
+
+from f5_worker import fa4
+from f5_worker.attention_choice import AttentionChoice
+
+RECORD = "flash_attn/cute/__init__.py,,\nflash_attn_4-4.0.0b36.dist-info/METADATA,,\n"
+
+
+def write_fa4(site):
+    """A stand-in flash-attn-4 install: its metadata and flash_attn/cute/ with no flash_attn/__init__.py."""
+    (site / "flash_attn" / "cute").mkdir(parents=True)
+    (site / "flash_attn" / "cute" / "__init__.py").write_text("def flash_attn_func(q, k, v, softmax_scale=None):\n"
+                                                              "    return 'fa4', None\n")
+    info = site / "flash_attn_4-4.0.0b36.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: flash-attn-4\nVersion: 4.0.0b36\n")
+    (info / "RECORD").write_text(RECORD)
+
+
+@pytest.fixture
+def clean_flash_attn(monkeypatch):
+    for name in [m for m in sys.modules if m == "flash_attn" or m.startswith("flash_attn.")]:
+        monkeypatch.delitem(sys.modules, name)
+    yield
+    for name in [m for m in sys.modules if m == "flash_attn" or m.startswith("flash_attn.")]:
+        del sys.modules[name]
+    importlib.invalidate_caches()
+
+
+def test_installed_reads_the_metadata_only(tmp_path, monkeypatch, clean_flash_attn):
+    assert fa4.installed() is None
+    write_fa4(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert fa4.installed() == "4.0.0b36"
+    assert "flash_attn" not in sys.modules and "flash_attn.cute" not in sys.modules
+
+
+def test_fa4_is_made_importable_behind_flash_attn_2s_package(tmp_path, monkeypatch, clean_flash_attn):
+    """flash-attn 2's regular package comes first on the path and hides flash_attn/cute/; FA4's directory is
+    added to that package's path, and flash-attn 2 stays what ``import flash_attn`` is."""
+    fa2, fa4_site = tmp_path / "flash-attn-2", tmp_path / "flash-attn-4"
+    (fa2 / "flash_attn").mkdir(parents=True)
+    (fa2 / "flash_attn" / "__init__.py").write_text("VERSION = '2.8.3'\n")
+    write_fa4(fa4_site)
+    monkeypatch.syspath_prepend(str(fa4_site))
+    monkeypatch.syspath_prepend(str(fa2))
+    importlib.invalidate_caches()
+    with pytest.raises(ImportError):
+        importlib.import_module("flash_attn.cute")
+    fa4.make_importable()
+    from flash_attn.cute import flash_attn_func
+
+    import flash_attn
+
+    assert flash_attn.VERSION == "2.8.3" and flash_attn_func(None, None, None) == ("fa4", None)
+
+
+def test_alone_fa4_needs_nothing_more(tmp_path, monkeypatch, clean_flash_attn):
+    write_fa4(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    fa4.make_importable()
+    from flash_attn.cute import flash_attn_func
+
+    assert flash_attn_func(None, None, None)[0] == "fa4"
+
+
+SDPA_CHOICE = AttentionChoice("sdpa", "flash_attn", "dense attention: measured", "mixed-length batch: measured")
+
+
+@pytest.mark.parametrize("timings, chosen", [
+    ({"fa4_1": 0.040, "sdpa_1": 0.048, "fa4_8": 0.663, "sdpa_8": 0.769}, "fa4"),  # the H200's figures
+    ({"fa4_1": 0.040, "sdpa_1": 0.048, "fa4_8": 0.760, "sdpa_8": 0.769}, "sdpa"),  # not 3% faster in batches
+    ({"fa4_1": 0.060, "sdpa_1": 0.048, "fa4_8": 0.663, "sdpa_8": 0.769}, "sdpa"),  # slower alone
+])
+def test_fa4_runs_unmasked_batches_only_when_measured_faster(timings, chosen):
+    choice = fa4.choose(fa4.Fa4Check(True, "4.0.0b36 on NVIDIA H200", timings, 2.7e-4), SDPA_CHOICE)
+    assert (choice.single, choice.batch, choice.batch_why) == (chosen, "flash_attn", SDPA_CHOICE.batch_why)
+    assert "FlashAttention-4" in choice.single_why and f"{timings['fa4_8']:.3f} ms" in choice.single_why
+
+
+def test_a_failed_check_or_another_kernel_unmasked_keeps_the_choice():
+    failed = fa4.Fa4Check(False, "ImportError: libcuda.so.1 not found")
+    assert fa4.choose(failed, SDPA_CHOICE) is SDPA_CHOICE
+    flash = AttentionChoice("flash_attn", "flash_attn", "faster than SDPA", "faster")
+    fast = fa4.Fa4Check(True, "", {"fa4_1": 0.01, "sdpa_1": 1.0, "fa4_8": 0.1, "sdpa_8": 1.0})
+    assert fa4.choose(fast, flash) is flash  # FA4 was timed against SDPA, not against flash-attn 2
+
+
+def test_the_check_runs_in_a_child_and_says_why_not_here():
+    """The real child process: on this machine it finds no GPU and says so (a broken install would say what
+    broke, a crash or a hang would cost the child only)."""
+    found = fa4.check(16, 64, 1424)
+    assert found == fa4.Fa4Check(False, "no GPU")
+
+
+def test_a_check_that_does_not_finish_is_cut(monkeypatch):
+    found = fa4.check(16, 64, 1424, timeout_s=0.01)
+    assert not found.ok and "longer than 0.01 s" in found.why
+
+
+def test_the_worker_switches_unmasked_batches_when_the_check_says_so(monkeypatch):
+    from f5_worker.worker import Worker
+
+    made_importable = []
+    timings = {"fa4_1": 0.040, "sdpa_1": 0.048, "fa4_8": 0.663, "sdpa_8": 0.769}
+    monkeypatch.setattr(fa4, "installed", lambda: "4.0.0b36")
+    monkeypatch.setattr(fa4, "check", lambda heads, dim, frames: fa4.Fa4Check(True, "ok", timings, 2.7e-4)
+                        if (heads, dim, frames) == (16, 64, 1424) else fa4.Fa4Check(False, "wrong shape"))
+    monkeypatch.setattr(fa4, "make_importable", lambda: made_importable.append(True))
+    arch = SimpleNamespace(heads=16, dim_head=64)
+    engine = SimpleNamespace(device="cuda:0", model=SimpleNamespace(transformer=SimpleNamespace(arch=arch)))
+    assert Worker._with_fa4(SDPA_CHOICE, engine).single == "fa4" and made_importable == [True]
+    assert Worker._with_fa4(SDPA_CHOICE, SimpleNamespace(device="cpu")) is SDPA_CHOICE  # no GPU: no check
+    monkeypatch.setattr(fa4, "installed", lambda: None)
+    assert Worker._with_fa4(SDPA_CHOICE, engine) is SDPA_CHOICE
+
+
+def test_an_engine_on_fa4_samples_as_on_sdpa(monkeypatch):
+    """The whole engine with unmasked batches on FA4 (a stand-in computing SDPA on what it is handed): the same
+    samples as on SDPA, and every unmasked attention call went to FA4."""
+    import types
+
+    import torch
+
+    from f5_worker.engine.engine import Engine, EngineConfig
+    from f5_worker.engine.sampler import SampleRequest, SamplingConfig
+
+    calls = []
+
+    def flash_attn_func(q, k, v, softmax_scale=None):  # (batch, frames, heads, dim), as FA4 takes them
+        calls.append(q.shape)
+        out = torch.nn.functional.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2),
+                                                               v.transpose(1, 2), scale=softmax_scale)
+        return out.transpose(1, 2), None
+
+    package, cute = types.ModuleType("flash_attn"), types.ModuleType("flash_attn.cute")
+    package.__path__, cute.flash_attn_func = [], flash_attn_func
+    monkeypatch.setitem(sys.modules, "flash_attn", package)
+    monkeypatch.setitem(sys.modules, "flash_attn.cute", cute)
+    engines = {name: Engine(EngineConfig(model="tiny-random", device="cpu", attention=AttentionChoice(
+        name, "sdpa", "test", "test"))) for name in ("sdpa", "fa4")}
+    assert dict(engines["fa4"].sampler.backends) == {"single": "fa4", "batch": "torch"}
+    cond = torch.randn(30, engines["sdpa"].model.num_channels)
+    requests = [SampleRequest(cond, torch.arange(12), 80, seed) for seed in (1, 2)]
+    config = SamplingConfig(steps=4)
+    samples = {name: engine.sampler.sample(requests, config) for name, engine in engines.items()}
+    arch = engines["fa4"].model.transformer.arch
+    # every layer at each step, the two requests and their unguided twins in one call
+    assert calls == [(4, 80, arch.heads, arch.dim_head)] * arch.depth * config.steps
+    for got, expected in zip(samples["fa4"], samples["sdpa"]):
+        torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+    for engine in engines.values():
+        engine.close()
