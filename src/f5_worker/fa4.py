@@ -81,8 +81,10 @@ def make_importable() -> None:
 def choose(found: Fa4Check, choice: AttentionChoice) -> AttentionChoice:
     """``choice`` with unmasked batches on FA4 when ``found`` says so; otherwise ``choice`` itself. Only an SDPA
     choice is replaced: where flash-attn 2 was measured faster than SDPA unmasked, FA4 was not timed against it."""
-    if not found.ok or choice.single != SDPA:
+    if choice.single != SDPA:
         return choice
+    if not found.ok:  # (the reason shows in /health, beside the kernel that stays)
+        return replace(choice, single_why=f"{choice.single_why}; FlashAttention-4 not used: {found.why}")
     t = found.timings_ms
     if t["fa4_8"] <= GAIN * t["sdpa_8"] and t["fa4_1"] <= t["sdpa_1"]:
         return replace(choice, single=FA4, single_why=f"FlashAttention-4: {_timings_text(t)}")
