@@ -123,6 +123,13 @@ def test_the_worker_switches_unmasked_batches_when_the_check_says_so(monkeypatch
     arch = SimpleNamespace(heads=16, dim_head=64)
     engine = SimpleNamespace(device="cuda:0", model=SimpleNamespace(transformer=SimpleNamespace(arch=arch)))
     assert Worker._with_fa4(SDPA_CHOICE, engine).single == "fa4" and made_importable == [True]
+
+    def not_importable():
+        raise ImportError("flash-attn-4 is installed without flash_attn/cute/__init__.py")
+
+    monkeypatch.setattr(fa4, "make_importable", not_importable)
+    kept = Worker._with_fa4(SDPA_CHOICE, engine)
+    assert kept.single == "sdpa" and "not importable here: flash-attn-4 is installed without" in kept.single_why
     assert Worker._with_fa4(SDPA_CHOICE, SimpleNamespace(device="cpu")) is SDPA_CHOICE  # no GPU: no check
     monkeypatch.setattr(fa4, "installed", lambda: None)
     assert Worker._with_fa4(SDPA_CHOICE, engine) is SDPA_CHOICE

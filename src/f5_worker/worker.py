@@ -197,7 +197,10 @@ class Worker:
             outcome.update(ok=found.ok, why=found.why, timings_ms=found.timings_ms, rel_diff=found.rel_diff)
         chosen = fa4.choose(found, choice)
         if chosen.single == FA4:
-            fa4.make_importable()
+            try:
+                fa4.make_importable()
+            except (ImportError, OSError) as exc:  # (the flash-attn verdict must still apply)
+                return fa4.choose(fa4.Fa4Check(False, f"not importable here: {exc}"), choice)
         return chosen
 
 
