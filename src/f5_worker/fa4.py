@@ -3,8 +3,8 @@
 On the H200 its Hopper kernels ran F5TTS_v1_Base's attention at 1424 frames and 32 sequences in 663 µs against
 cuDNN's 769, and the whole engine with them made 97.7 s of audio per GPU-second against 91.0 and one request in
 111.1 ms against 119.1 (BENCHMARKS.md, "FlashAttention-4"). The worker does not fetch it (installed, it is ~300 MB
-with its CUDA 13 compiler libraries); an image that installs it (``pip install 'flash-attn-4[cu13]'``) gets it
-checked and, where it measures faster, used:
+with its CUDA 13 compiler libraries); an image that installs it (``pip install --pre 'flash-attn-4[cu13]'``)
+gets it checked and, where it measures faster, used:
 
 1. ``installed()`` reads the package's metadata (nothing is imported);
 2. ``check()`` runs ``python -m f5_worker.fa4`` in a child process, which imports it, compiles and runs it on
