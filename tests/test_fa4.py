@@ -171,3 +171,28 @@ def test_an_engine_on_fa4_samples_as_on_sdpa(monkeypatch):
         torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
     for engine in engines.values():
         engine.close()
+
+
+def test_without_a_flash_attn_step_the_worker_still_checks_fa4_and_switches_once(monkeypatch, tmp_path):
+    """``_finish_attention`` when the bootstrap had no flash-attn work left (flash-attn off, or none for this
+    GPU): FA4's check alone decides, and the engine switches once, keeping its masked-batch kernel."""
+    import threading
+
+    from f5_worker.worker import Worker
+
+    switched = []
+    timings = {"fa4_1": 0.040, "sdpa_1": 0.048, "fa4_8": 0.663, "sdpa_8": 0.769}
+    monkeypatch.setattr(fa4, "installed", lambda: "4.0.0b36")
+    monkeypatch.setattr(fa4, "check", lambda heads, dim, frames: fa4.Fa4Check(True, "ok", timings, 2.7e-4))
+    monkeypatch.setattr(fa4, "make_importable", lambda: None)
+    worker = Worker.__new__(Worker)
+    worker.settings = SimpleNamespace(root=tmp_path)
+    worker._loaded = threading.Event()
+    worker._loaded.set()
+    arch = SimpleNamespace(heads=16, dim_head=64)
+    worker.service = SimpleNamespace(engine=SimpleNamespace(
+        device="cuda:0", attention=SDPA_CHOICE, model=SimpleNamespace(transformer=SimpleNamespace(arch=arch)),
+        use_attention=lambda choice, cache_dir: switched.append((choice, cache_dir))))
+    worker._finish_attention(False)
+    [(choice, cache_dir)] = switched
+    assert (choice.single, choice.batch) == ("fa4", "flash_attn") and cache_dir == tmp_path / "cache" / "tuning"
