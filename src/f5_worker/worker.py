@@ -50,7 +50,7 @@ class Worker:
         self.error: str | None = None
         self.report: Report | None = None
         self.service = None  # serving.service.Service, once loaded
-        self.background: threading.Thread | None = None  # the deferred flash-attn step, if any
+        self.background: threading.Thread | None = None  # the deferred flash-attn step and FlashAttention-4's check, if any
         self._detect = detect
         self._devices = devices  # the engines' devices; None: one per GPU F5_WORKER_GPUS selects (engine.pool)
         self._loaded = threading.Event()  # the engine exists (ready or not yet warmed up)
