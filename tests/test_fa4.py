@@ -93,7 +93,8 @@ def test_a_failed_check_or_another_kernel_unmasked_keeps_the_choice():
     failed = fa4.Fa4Check(False, "ImportError: libcuda.so.1 not found")
     kept = fa4.choose(failed, SDPA_CHOICE)
     assert (kept.single, kept.batch) == ("sdpa", "flash_attn")
-    assert kept.single_why == "dense attention: measured; FlashAttention-4 not used: ImportError: libcuda.so.1 not found"
+    assert kept.single_why == ("dense attention: measured; "
+                               "FlashAttention-4 not used: ImportError: libcuda.so.1 not found")
     flash = AttentionChoice("flash_attn", "flash_attn", "faster than SDPA", "faster")
     fast = fa4.Fa4Check(True, "", {"fa4_1": 0.01, "sdpa_1": 1.0, "fa4_8": 0.1, "sdpa_8": 1.0})
     assert fa4.choose(fast, flash) is flash  # FA4 was timed against SDPA, not against flash-attn 2

@@ -178,7 +178,8 @@ def main(argv: list[str]) -> int:
     try:
         result = _check_here(*(int(a) for a in argv))
     except BaseException as exc:  # report anything the package raises, as data
-        result = {"ok": False, "why": f"{type(exc).__name__}: {str(exc)[:300]}", "traceback": traceback.format_exc(limit=5)}
+        result = {"ok": False, "why": f"{type(exc).__name__}: {str(exc)[:300]}",
+                  "traceback": traceback.format_exc(limit=5)}
     print(json.dumps(result))
     return 0 if result.get("ok") else 1
 

@@ -50,7 +50,8 @@ class Worker:
         self.error: str | None = None
         self.report: Report | None = None
         self.service = None  # serving.service.Service, once loaded
-        self.background: threading.Thread | None = None  # the deferred flash-attn step and FlashAttention-4's check, if any
+        # The deferred flash-attn step and FlashAttention-4's check, if any.
+        self.background: threading.Thread | None = None
         self._detect = detect
         self._devices = devices  # the engines' devices; None: one per GPU F5_WORKER_GPUS selects (engine.pool)
         self._loaded = threading.Event()  # the engine exists (ready or not yet warmed up)
@@ -169,7 +170,8 @@ class Worker:
         """The background half of the attention choice: flash-attn's verification (when the bootstrap deferred
         it), then FlashAttention-4's check (when installed); the engine switches once, between batches."""
         try:
-            verdict = bootstrap.finish_flash_attn(self.settings, self.report, detect=self._detect) if flash_attn_pending else None
+            verdict = (bootstrap.finish_flash_attn(self.settings, self.report, detect=self._detect)
+                       if flash_attn_pending else None)
             self._loaded.wait()
             engine = self.engine
             if engine is None:
