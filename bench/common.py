@@ -186,16 +186,12 @@ def kernel_us(fn: Callable[[], object], calls: int = 20, runs: int = 5) -> float
 
 
 def graph_replay_us(fn: Callable[[], object]) -> float | str:
-    """``kernel_us`` of ``fn`` captured into a CUDA graph (run once eagerly first, as the engine captures), or
+    """``kernel_us`` of ``fn`` captured into a CUDA graph as the engine captures (``engine.graphs.capture``), or
     why it could not be captured: whether a kernel can serve from the engine's graphs at all is a result."""
+    from f5_worker.engine.graphs import GraphPool, capture
+
     try:
-        graph, stream = torch.cuda.CUDAGraph(), torch.cuda.Stream()
-        stream.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(stream):
-            fn()
-            with torch.cuda.graph(graph, stream=stream, capture_error_mode="thread_local"):
-                fn()
-        torch.cuda.current_stream().wait_stream(stream)
+        (graph,) = capture([fn], "cuda", GraphPool())
         return kernel_us(graph.replay)
     except Exception as error:  # noqa: BLE001  not capturable is a result
         return f"{type(error).__name__}: {str(error).splitlines()[0][:160] if str(error) else ''}"

@@ -38,6 +38,9 @@ from .attention_choice import FA4, SDPA, AttentionChoice
 __all__ = ["DISTRIBUTION", "Fa4Check", "installed", "check", "choose", "make_importable"]
 
 DISTRIBUTION = "flash-attn-4"
+# The check runs at a typical request's length as the engine rounds it (5 s reference + 10 s: 1411 frames, 1424 in
+# a bucket of 16): between multiples of 128, where FA4 beats cuDNN (at the multiples they tie).
+CHECK_FRAMES = 1424
 CHECK_TIMEOUT_S = 300.0  # importing it takes ~10 s, its first compilation ~2 s (H200); a hang must end
 REL_TOLERANCE = 2e-2  # mean relative difference from SDPA; fp16 kernels differ by ~3e-4, a broken one by far more
 GAIN = 0.97  # FA4 must take at most this share of SDPA's time at eight requests
@@ -115,17 +118,12 @@ def check(heads: int, dim: int, frames: int, *, timeout_s: float = CHECK_TIMEOUT
 
 
 def _replay_ms(fn, replays: int = 20) -> float:
-    """ms per call of ``fn`` replayed from a CUDA graph (captured as the engine captures: a side stream,
-    thread-local mode, one eager run first)."""
+    """ms per call of ``fn`` replayed from a CUDA graph, captured as the engine captures (``engine.graphs``)."""
     import torch
 
-    graph, stream = torch.cuda.CUDAGraph(), torch.cuda.Stream()
-    stream.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(stream):
-        fn()
-        with torch.cuda.graph(graph, stream=stream, capture_error_mode="thread_local"):
-            fn()
-    torch.cuda.current_stream().wait_stream(stream)
+    from .engine.graphs import GraphPool, capture
+
+    (graph,) = capture([fn], "cuda", GraphPool())
     for _ in range(3):
         graph.replay()
     start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)

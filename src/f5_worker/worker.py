@@ -35,9 +35,6 @@ from .settings import ASR_OFF, TINY_RANDOM, Settings
 __all__ = ["Worker", "start"]
 
 log = get_logger("worker")
-# FlashAttention-4's check runs at a typical request's length as the engine rounds it (5 s reference + 10 s: 1411
-# frames, 1424 in a bucket of 16): between multiples of 128, where it beats cuDNN (at the multiples they tie).
-FA4_CHECK_FRAMES = 1424
 
 
 class Worker:
@@ -195,7 +192,7 @@ class Worker:
             return choice
         arch = getattr(engine, "engines", [engine])[0].model.transformer.arch
         with phase(log, "fa4.check", version=version) as outcome:
-            found = fa4.check(arch.heads, arch.dim_head, FA4_CHECK_FRAMES)
+            found = fa4.check(arch.heads, arch.dim_head, fa4.CHECK_FRAMES)
             outcome.update(ok=found.ok, why=found.why, timings_ms=found.timings_ms, rel_diff=found.rel_diff)
         chosen = fa4.choose(found, choice)
         if chosen.single == FA4:

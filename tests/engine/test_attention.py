@@ -155,16 +155,22 @@ def stand_in_flash_attn(monkeypatch):
     return FLASH_CALLS
 
 
-@pytest.mark.parametrize("masked", [False, True])
-def test_flash_attn_backend_equals_sdpa(stand_in_flash_attn, masked):
+def with_backend(backend: str, masked: bool):
+    """(ours on ``backend``, F5-TTS's processor) on the same fused-projection pair, inputs and rotation; and x."""
     theirs, ours = pair(masked=masked)
     ours.fuse_qkv()
     x, mask = inputs()
     rope = RotaryEmbedding(DIM_HEAD).angles(37)
     with torch.inference_mode():
         expected = theirs(x, mask=mask, rope=RotaryEmbedding(DIM_HEAD).forward_from_seq_len(37))
-        ours.backend = "flash_attn"
+        ours.backend = backend
         got = ours(x, mask=mask, rope=rope)
+    return got, expected, x
+
+
+@pytest.mark.parametrize("masked", [False, True])
+def test_flash_attn_backend_equals_sdpa(stand_in_flash_attn, masked):
+    got, expected, _x = with_backend("flash_attn", masked)
     assert stand_in_flash_attn == ["varlen" if masked else "dense"]
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
 
@@ -189,13 +195,6 @@ def stand_in_fa4(monkeypatch):
 
 @pytest.mark.parametrize("masked", [False, True])
 def test_fa4_backend_equals_f5_tts_unmasked_and_leaves_masked_batches_to_sdpa(stand_in_fa4, masked):
-    theirs, ours = pair(masked=masked)
-    ours.fuse_qkv()
-    x, mask = inputs()
-    rope = RotaryEmbedding(DIM_HEAD).angles(37)
-    with torch.inference_mode():
-        expected = theirs(x, mask=mask, rope=RotaryEmbedding(DIM_HEAD).forward_from_seq_len(37))
-        ours.backend = "fa4"
-        got = ours(x, mask=mask, rope=rope)
+    got, expected, x = with_backend("fa4", masked)
     assert stand_in_fa4 == ([] if masked else [((x.shape[0], 37, HEADS, DIM_HEAD), False, DIM_HEAD ** -0.5)])
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
