@@ -103,7 +103,7 @@ def start_as_serving(engine) -> float:
 def flash_attn_available() -> bool:
     """Whether flash-attn imports here (on the GPU machine: activated by the caller through PYTHONPATH)."""
     try:
-        import flash_attn  # noqa: F401
+        from flash_attn import flash_attn_func  # noqa: F401  (flash-attn 2's: FA4's flash_attn/ alone has none)
     except ImportError as exc:
         print(f"flash_attn unavailable: {exc}", file=sys.stderr)
         return False

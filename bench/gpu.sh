@@ -17,6 +17,7 @@ SUITES=(
   "bootstrap|bench/gpu_run.sh: the flash-attn bootstrap with the real wheel: resolve, cold/warm init, broken wheel, startup.py"
   "worker-check|bench/gpu_worker_check.sh: the whole worker (tiny-random) with a good and a broken flash-attn wheel"
   "real-model|bench/gpu_real_model.sh: random-weight F5TTS_v1_Base migrated from a legacy dir, loaded, one job; cold, warm"
+  "real-model-fa4|the same with flash-attn-4 on the path: the worker's background FA4 check and switch (carry .fa4a, .fa4b, then .device)"
   "tune-reuse|bench/gpu_tune_reuse.sh: two serve starts on one volume, the second reusing the batch tuning"
   "step-profile|bench/gpu_step_profile.sh: a sampling step's GPU time by kind of kernel, PyTorch's vs Triton kernels; torch.compile"
   "throughput|bench/gpu_throughput.sh (\$PARTS: sampler sdpa flash; pytorch): the sampler, then the engine's throughput curve"
@@ -25,6 +26,7 @@ SUITES=(
   "sampler-speed|bench/gpu_sampler_speed.sh \$VARIANTS (plain; cudnn, compile): the sampler alone"
   "new-lengths|bench/gpu_new_lengths.sh \$ARGS (--prewarmed, --split-only): the cost of a length seen for the first time"
   "synthesis|bench/gpu_synthesis.sh: F5-TTS's sampler and pipeline vs the worker's, speed and fp16 numerics per backend"
+  "synthesis-fa4|the same with flash-attn-4 on the path: the worker with FA4 for unmasked batches too (carry .fa4a, .fa4b, then .device)"
   "load|bench/gpu_load.sh: the HTTP load test against serve at the real size: 64 clients, then an open loop (RELIABILITY.md)"
   "realtime|bench/gpu_realtime.sh: streamed first audio vs the whole file; one request at NFE 7, 16 and 32 (EPSS)"
   "ab|bench/gpu_ab.sh (\$AB_PARTS: throughput, cold-start): trees from bench/ab_prepare.sh REV... against now, one machine"
@@ -52,6 +54,7 @@ run_suite() {
     bootstrap) bash bench/gpu_run.sh ;;
     worker-check) bash bench/gpu_worker_check.sh ;;
     real-model) bash bench/gpu_real_model.sh ;;
+    real-model-fa4) FA4=1 bash bench/gpu_real_model.sh ;;
     tune-reuse) bash bench/gpu_tune_reuse.sh ;;
     step-profile) bash bench/gpu_step_profile.sh ;;
     throughput) bash bench/gpu_throughput.sh ;;
@@ -60,6 +63,7 @@ run_suite() {
     sampler-speed) bash bench/gpu_sampler_speed.sh ${VARIANTS:-plain} ;;
     new-lengths) bash bench/gpu_new_lengths.sh ;;
     synthesis) bash bench/gpu_synthesis.sh ;;
+    synthesis-fa4) FA4=1 bash bench/gpu_synthesis.sh ;;
     load) bash bench/gpu_load.sh ;;
     realtime) bash bench/gpu_realtime.sh ;;
     ab) bash bench/gpu_ab.sh ;;
@@ -78,8 +82,7 @@ run_suite() {
     probe-triton-tma) source bench/gpu_env.sh && timeout 400 python3 bench/probes/triton_tma_attention.py --json "$OUT/triton-tma.json" ;;
     probe-fa4) mkdir -p /tmp/fa4 && { [ -d /tmp/fa4/site ] || cat .fa4a/fa4-part.* .fa4b/fa4-part.* | xz -d -T0 | tar -x -C /tmp/fa4; } \
         && FA4_SITE=/tmp/fa4/site timeout 480 python3 bench/probes/fa4_attention.py --json "$OUT/fa4.json" ;;
-    probe-fa4-engine) source bench/gpu_env.sh && mkdir -p /tmp/fa4 && { [ -d /tmp/fa4/site ] || cat .fa4a/fa4-part.* .fa4b/fa4-part.* \
-        | xz -d -T0 | tar -x -C /tmp/fa4; } && export PYTHONPATH="$PYTHONPATH:/tmp/fa4/site:/tmp/fa4/site/nvidia_cutlass_dsl/dsl_packages" \
+    probe-fa4-engine) source bench/gpu_env.sh fa4 \
         && timeout 120 python3 -m f5_worker.fa4 16 64 1424 | tee "$OUT/fa4-check.json"; \
         timeout 240 python3 bench/throughput.py --single-backend fa4 --concurrency ${CONCURRENCY:-1,16,32} \
         --json "$OUT/throughput-fa4.json" 2>"$OUT/throughput-fa4.log" | grep -v '^ \|^{\|^}'; \

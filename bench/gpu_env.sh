@@ -2,7 +2,7 @@
 # .device/ carried (built here by `python3 bench/device_kit.py`): installs .device/wheels (the worker's server,
 # the RunPod SDK, F5-TTS and its inference dependencies) into /tmp/deps once per machine, puts the project's
 # source and /tmp/deps on PYTHONPATH and, with `flash`, the real flash-attn wheel too (for benchmarks that
-# bypass the bootstrap). `source bench/gpu_env.sh [flash]` (`serve` is accepted: .device/wheels has it all).
+# bypass the bootstrap). `source bench/gpu_env.sh [flash] [fa4]` (fa4: flash-attn-4, below) (`serve` is accepted: .device/wheels has it all).
 if [ ! -f .device/MANIFEST.json ]; then
   echo "gpu_env.sh: no .device/ kit here: build it with 'python3 bench/device_kit.py' and carry .device" >&2
   return 1 2>/dev/null || exit 1
@@ -23,4 +23,11 @@ if [[ " $* " == *" flash "* ]]; then  # benchmarks that bypass the bootstrap (it
   [ -d /tmp/fa-site/flash_attn ] || \
     python3 -m pip install -q --no-deps --no-index --target /tmp/fa-site /tmp/fa/"$FLASH_ATTN_WHEEL" 2>/dev/null
   export PYTHONPATH="$PYTHONPATH:/tmp/fa-site"
+fi
+if [[ " $* " == *" fa4 "* ]]; then  # flash-attn-4 and its CuTe DSL (.fa4a + .fa4b, bench/probes/fa4_kit.sh), unpacked once
+  if [ ! -d /tmp/fa4/site ]; then
+    mkdir -p /tmp/fa4 && cat .fa4a/fa4-part.* .fa4b/fa4-part.* | xz -d -T0 | tar -x -C /tmp/fa4 || {
+      echo "gpu_env.sh: no FA4 kit here: carry .fa4a, then .fa4b (bench/probes/fa4_kit.sh)" >&2; rm -rf /tmp/fa4/site; }
+  fi
+  export PYTHONPATH="$PYTHONPATH:/tmp/fa4/site:/tmp/fa4/site/nvidia_cutlass_dsl/dsl_packages"
 fi

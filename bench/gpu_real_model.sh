@@ -5,7 +5,7 @@
 # serves one job. Run twice: cold volume, then warm.
 set -uo pipefail
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
-source bench/gpu_env.sh
+source bench/gpu_env.sh ${FA4:+fa4}  # FA4=1: flash-attn-4 too (checked and chosen in the background)
 NAME=$FLASH_ATTN_WHEEL
 mkdir -p /tmp/good && python3 .device/make_fa_wheel.py /tmp/good --name "$NAME" >/dev/null
 python3 bench/make_random_checkpoint.py /tmp/legacy >/dev/null 2>&1 || echo "checkpoint failed"

@@ -3,7 +3,7 @@
 # wheels in .device/wheels; flash-attn comes through the worker's own bootstrap (mirror on 127.0.0.1).
 set -uo pipefail
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
-source bench/gpu_env.sh
+source bench/gpu_env.sh ${FA4:+fa4}  # FA4=1: flash-attn-4 too (the worker's fa4 rows)
 NAME=$FLASH_ATTN_WHEEL
 python3 .device/make_fa_wheel.py /tmp/fa --name "$NAME" >/dev/null
 (cd /tmp/fa && python3 -m http.server 8765 --bind 127.0.0.1 >/dev/null 2>&1) & SERVER=$!

@@ -44,7 +44,7 @@ REF_S, GEN_S = 5.0, 10.0
 REF_TEXT = "This is a reference clip of about five seconds. "
 GEN_TEXT = "And this is the sentence the worker is asked to speak, about ten seconds of it, no more and no less."
 # AttentionChoice's names for the kernels -> F5-TTS's attn_backend names (the keys of the results).
-F5_NAMES = {"sdpa": "torch", "flash_attn": "flash_attn"}
+F5_NAMES = {"sdpa": "torch", "flash_attn": "flash_attn", "fa4": "fa4"}
 
 
 def matmul_tflops(device: str) -> float:
@@ -115,7 +115,13 @@ def main() -> int:
     from f5_worker.engine.sampler import SampleRequest, SamplingConfig
     from f5_worker.engine.text import convert_char_to_pinyin, list_str_to_idx
 
-    backends = ["sdpa"] + (["flash_attn"] if flash_attn_available() else [])
+    from f5_worker import fa4
+
+    # FlashAttention-4 (where flash-attn-4 is on the path, bench/gpu.sh synthesis-fa4): the worker only, with it
+    # for unmasked batches as the worker chooses it; F5-TTS has no such backend, so its rows are not repeated.
+    backends = ["sdpa"] + (["flash_attn"] if flash_attn_available() else []) + (["fa4"] if fa4.installed() else [])
+    if "fa4" in backends:
+        fa4.make_importable()
     f5 = f5_reference()  # after flash-attn is importable: F5-TTS's attention looks for it once, at import
     arch = model_arch(args.model)
     results: dict = {**environment(device, args.model), "nfe": nfe, "ref_s": REF_S, "gen_s": GEN_S, "runs": runs,
@@ -139,8 +145,9 @@ def main() -> int:
         f5_name = F5_NAMES[backend]
         row: dict = {}
         why = f"bench/synthesis.py: {backend} for both"
-        engine = Engine(EngineConfig(model=args.model, files=ModelFiles(), device=device,
-                                     attention=AttentionChoice(backend, backend, why, why)))
+        attention = (AttentionChoice(backend, backend, why, why) if backend != "fa4" else
+                     AttentionChoice("fa4", "sdpa", "bench/synthesis.py: fa4 unmasked", "bench/synthesis.py: sdpa"))
+        engine = Engine(EngineConfig(model=args.model, files=ModelFiles(), device=device, attention=attention))
         engine.warm_up()
         model, dtype = engine.model, engine.dtype
         vocab = model.vocab_char_map
@@ -169,6 +176,18 @@ def main() -> int:
         seconds, peak = timed(lambda: sample(mixed), batch_runs)
         row[f"worker_{batch_key}"] = batch_row(seconds, batch_seconds, peak)
         print(json.dumps({backend: "worker done"}), flush=True)
+        if backend == "fa4":
+            engine.close()
+            del engine, model, sample, single, mixed
+            free(device)
+            numerics["sampler"]["worker_fa4_vs_f5_sdpa"] = mean_rel_diff(worker_mel, reference["mel"])
+            numerics["pipeline"]["worker_fa4_vs_f5_sdpa"] = (
+                mean_rel_diff(torch.from_numpy(worker_audio), reference["audio"])
+                if len(worker_audio) == len(reference["audio"]) else
+                f"lengths differ: {len(worker_audio)} vs {len(reference['audio'])} samples")
+            results["backends"]["fa4"] = row
+            print(json.dumps({backend: row}), flush=True)
+            continue
 
         # -- F5-TTS's own modules with the same weights, the worker's engine gone
         cfm, vocoder = f5.cfm_like(model), f5.vocos_like(engine.vocoder)
