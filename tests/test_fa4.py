@@ -6,6 +6,7 @@ engine's call to them equal to F5-TTS's attention."""
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import sys
 from types import SimpleNamespace
 
@@ -47,23 +48,39 @@ def test_installed_reads_the_metadata_only(tmp_path, monkeypatch, clean_flash_at
 
 
 def test_fa4_is_made_importable_behind_flash_attn_2s_package(tmp_path, monkeypatch, clean_flash_attn):
-    """flash-attn 2's regular package comes first on the path and hides flash_attn/cute/; FA4's directory is
-    added to that package's path, and flash-attn 2 stays what ``import flash_attn`` is."""
+    """flash-attn 2's regular package comes first on the path and hides FA4's flash_attn/cute/ behind its own
+    (flash-attn 2.8's wheels bring an early copy that fails against FA4's CuTe DSL, as on the H200); FA4's
+    directory goes first on that package's path, and flash-attn 2 stays what ``import flash_attn`` is."""
     fa2, fa4_site = tmp_path / "flash-attn-2", tmp_path / "flash-attn-4"
-    (fa2 / "flash_attn").mkdir(parents=True)
+    (fa2 / "flash_attn" / "cute").mkdir(parents=True)
     (fa2 / "flash_attn" / "__init__.py").write_text("VERSION = '2.8.3'\n")
+    (fa2 / "flash_attn" / "cute" / "__init__.py").write_text("raise AttributeError('ThrMma')  # FA2's old copy\n")
     write_fa4(fa4_site)
     monkeypatch.syspath_prepend(str(fa4_site))
     monkeypatch.syspath_prepend(str(fa2))
     importlib.invalidate_caches()
-    with pytest.raises(ImportError):
-        importlib.import_module("flash_attn.cute")
+    assert importlib.util.find_spec("flash_attn.cute").origin.startswith(str(fa2))
     fa4.make_importable()
     from flash_attn.cute import flash_attn_func
 
     import flash_attn
 
     assert flash_attn.VERSION == "2.8.3" and flash_attn_func(None, None, None) == ("fa4", None)
+
+
+def test_another_flash_attn_cute_already_imported_is_an_import_error(tmp_path, monkeypatch, clean_flash_attn):
+    """Once another flash_attn.cute is loaded, FA4's cannot replace it in this process: the check says so."""
+    fa2, fa4_site = tmp_path / "flash-attn-2", tmp_path / "flash-attn-4"
+    (fa2 / "flash_attn" / "cute").mkdir(parents=True)
+    (fa2 / "flash_attn" / "__init__.py").write_text("")
+    (fa2 / "flash_attn" / "cute" / "__init__.py").write_text("OLD = True\n")
+    write_fa4(fa4_site)
+    monkeypatch.syspath_prepend(str(fa4_site))
+    monkeypatch.syspath_prepend(str(fa2))
+    importlib.invalidate_caches()
+    importlib.import_module("flash_attn.cute")
+    with pytest.raises(ImportError, match="not flash-attn-4's"):
+        fa4.make_importable()
 
 
 def test_alone_fa4_needs_nothing_more(tmp_path, monkeypatch, clean_flash_attn):

@@ -15,7 +15,7 @@ gets it checked and, where it measures faster, used:
    for one (masked batches keep their kernel: it is not used with a mask);
 4. ``make_importable()`` runs in the worker before the engine switches: flash-attn-4 ships ``flash_attn/cute/``
    without a ``flash_attn/__init__.py``, so where the flash-attn 2 wheel is active its package ``flash_attn``
-   hides FA4's directory, which is then added to that package's path.
+   hides FA4's directory (and brings an old ``cute/`` of its own), which then goes first on that package's path.
 """
 
 from __future__ import annotations
@@ -65,20 +65,28 @@ def installed() -> str | None:
 
 
 def make_importable() -> None:
-    """Let ``import flash_attn.cute`` find flash-attn-4's directory even where another ``flash_attn`` package
-    (flash-attn 2's, a regular package) comes first on the path."""
+    """Make ``import flash_attn.cute`` load flash-attn-4's ``flash_attn/cute/``, also where flash-attn 2's
+    regular package ``flash_attn`` comes first on the path: that package hides FA4's directory, and flash-attn
+    2.8's wheels bring a ``flash_attn/cute/`` of their own, an early copy that does not import against FA4's
+    CuTe DSL (on the H200: ``module 'cutlass.cute.core' has no attribute 'ThrMma'``). FA4's directory goes
+    first on that package's path (FA4 ships ``flash_attn/cute/`` only, so nothing else is shadowed)."""
     import flash_attn
 
-    if importlib.util.find_spec("flash_attn.cute") is not None:
-        return
     files = importlib.metadata.distribution(DISTRIBUTION).files or []
     cute = next((f for f in files if f.as_posix() == "flash_attn/cute/__init__.py"), None)
     if cute is None:
         raise ImportError(f"{DISTRIBUTION} is installed without flash_attn/cute/__init__.py")
-    directory = str(Path(cute.locate()).parent.parent)
-    if directory not in flash_attn.__path__:
-        flash_attn.__path__.append(directory)
-    importlib.invalidate_caches()
+    ours = Path(cute.locate()).resolve()
+    directory = str(ours.parent.parent)
+    if list(flash_attn.__path__)[:1] != [directory]:
+        if hasattr(flash_attn.__path__, "insert"):  # a regular package's list (a namespace's path is computed)
+            flash_attn.__path__.insert(0, directory)
+            importlib.invalidate_caches()
+    loaded = sys.modules.get("flash_attn.cute")
+    origin = getattr(loaded, "__file__", None) if loaded else getattr(
+        importlib.util.find_spec("flash_attn.cute"), "origin", None)
+    if origin is None or Path(origin).resolve() != ours:
+        raise ImportError(f"flash_attn.cute is {origin}, not {DISTRIBUTION}'s {ours}")
 
 
 def choose(found: Fa4Check, choice: AttentionChoice) -> AttentionChoice:
