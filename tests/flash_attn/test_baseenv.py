@@ -197,3 +197,14 @@ def test_published_install_layout_is_what_find_skips(tmp_path):
     assert baseenv.find(path=[str(site)]) is None
     (site.parent / install.INSTALL_MANIFEST).unlink()
     assert baseenv.find(path=[str(site)]).site == site
+
+
+def test_flash_attention_4s_directory_alone_is_no_base_env_flash_attn(tmp_path):
+    """flash-attn-4 installs ``flash_attn/cute/`` without ``flash_attn/__init__.py`` (a namespace): nothing for
+    the base-environment check to hide (``f5_worker.fa4`` checks FA4 itself); flash-attn 2 beside it still is."""
+    site = tmp_path / "site-packages"
+    (site / "flash_attn" / "cute").mkdir(parents=True)
+    (site / "flash_attn" / "cute" / "__init__.py").write_text("")
+    assert baseenv.find(path=[str(site)]) is None
+    fa2 = install_into(tmp_path / "fa2" / "site-packages", BASE_VERSION)
+    assert baseenv.find(path=[str(site), str(fa2)]).site == fa2

@@ -94,7 +94,7 @@ def find(exclude: Iterable[Path] = (), path: Sequence[str] | None = None) -> Fou
                if not (e and (_inside(Path(e), excluded) or _published_site(Path(e))))]
     for name in MODULES:
         spec = importlib.machinery.PathFinder.find_spec(name, entries)
-        if spec is None:
+        if spec is None or _namespace(spec):
             continue
         if spec.submodule_search_locations:  # a package (or a namespace package): site-packages/flash_attn/
             where = Path(list(spec.submodule_search_locations)[0])
@@ -103,6 +103,12 @@ def find(exclude: Iterable[Path] = (), path: Sequence[str] | None = None) -> Fou
         site = where.parent
         return Found(site=site, origin=str(spec.origin or where), version=_version_at(site))
     return None
+
+
+def _namespace(spec: importlib.machinery.ModuleSpec) -> bool:
+    """A directory without ``__init__.py``: no flash-attn 2 (its package is a regular one). FlashAttention-4's
+    wheel ships ``flash_attn/cute/`` alone, which makes one; ``f5_worker.fa4`` checks that in its own child."""
+    return spec.submodule_search_locations is not None and spec.origin in (None, "namespace")
 
 
 class _Refuse:
