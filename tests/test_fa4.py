@@ -132,15 +132,28 @@ def test_a_check_that_does_not_finish_is_cut(monkeypatch):
 def test_the_worker_switches_unmasked_batches_when_the_check_says_so(monkeypatch):
     from f5_worker.worker import Worker
 
-    made_importable = []
+    made_importable, prepared = [], []
     timings = {"fa4_1": 0.040, "sdpa_1": 0.048, "fa4_8": 0.663, "sdpa_8": 0.769}
     monkeypatch.setattr(fa4, "installed", lambda: "4.0.0b36")
     monkeypatch.setattr(fa4, "check", lambda heads, dim, frames: fa4.Fa4Check(True, "ok", timings, 2.7e-4)
                         if (heads, dim, frames) == (16, 64, 1424) else fa4.Fa4Check(False, "wrong shape"))
     monkeypatch.setattr(fa4, "make_importable", lambda: made_importable.append(True))
+    monkeypatch.setattr(fa4, "prepare", lambda heads, dim, device: prepared.append((heads, dim, device)))
     arch = SimpleNamespace(heads=16, dim_head=64)
     engine = SimpleNamespace(device="cuda:0", model=SimpleNamespace(transformer=SimpleNamespace(arch=arch)))
     assert Worker._with_fa4(SDPA_CHOICE, engine).single == "fa4" and made_importable == [True]
+    assert prepared == [(16, 64, "cuda:0")]  # compiled in the worker before the switch
+    pool = SimpleNamespace(device="cuda:0", engines=[engine, SimpleNamespace(device="cuda:1")])
+    prepared.clear()
+    assert Worker._with_fa4(SDPA_CHOICE, pool).single == "fa4" and prepared == [(16, 64, "cuda:0"), (16, 64, "cuda:1")]
+
+    def fails_to_compile(heads, dim, device):
+        raise RuntimeError("DSLRuntimeError: no kernel for sm_120")
+
+    monkeypatch.setattr(fa4, "prepare", fails_to_compile)
+    kept = Worker._with_fa4(SDPA_CHOICE, engine)
+    assert kept.single == "sdpa" and kept.single_why.endswith(
+        "FlashAttention-4 not used: failed in the worker: RuntimeError: DSLRuntimeError: no kernel for sm_120")
 
     def not_importable():
         raise ImportError("flash-attn-4 is installed without flash_attn/cute/__init__.py")
@@ -203,6 +216,7 @@ def test_without_a_flash_attn_step_the_worker_still_checks_fa4_and_switches_once
     monkeypatch.setattr(fa4, "installed", lambda: "4.0.0b36")
     monkeypatch.setattr(fa4, "check", lambda heads, dim, frames: fa4.Fa4Check(True, "ok", timings, 2.7e-4))
     monkeypatch.setattr(fa4, "make_importable", lambda: None)
+    monkeypatch.setattr(fa4, "prepare", lambda heads, dim, device: None)
     worker = Worker.__new__(Worker)
     worker.settings = SimpleNamespace(root=tmp_path)
     worker._loaded = threading.Event()

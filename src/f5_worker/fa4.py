@@ -15,7 +15,9 @@ gets it checked and, where it measures faster, used:
    for one (masked batches keep their kernel: it is not used with a mask);
 4. ``make_importable()`` runs in the worker before the engine switches: flash-attn-4 ships ``flash_attn/cute/``
    without a ``flash_attn/__init__.py``, so where the flash-attn 2 wheel is active its package ``flash_attn``
-   hides FA4's directory (and brings an old ``cute/`` of its own), which then goes first on that package's path.
+   hides FA4's directory (and brings an old ``cute/`` of its own), which then goes first on that package's path;
+5. ``prepare()`` imports and compiles it in the worker, still in the background, so the first batch after the
+   switch does not wait for either.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from pathlib import Path
 
 from .attention_choice import FA4, SDPA, AttentionChoice
 
-__all__ = ["DISTRIBUTION", "Fa4Check", "installed", "check", "choose", "make_importable"]
+__all__ = ["DISTRIBUTION", "Fa4Check", "installed", "check", "choose", "make_importable", "prepare"]
 
 DISTRIBUTION = "flash-attn-4"
 # The check runs at a typical request's length as the engine rounds it (5 s reference + 10 s: 1411 frames, 1424 in
@@ -87,6 +89,21 @@ def make_importable() -> None:
         importlib.util.find_spec("flash_attn.cute"), "origin", None)
     if origin is None or Path(origin).resolve() != ours:
         raise ImportError(f"flash_attn.cute is {origin}, not {DISTRIBUTION}'s {ours}")
+
+
+def prepare(heads: int, dim: int, device: str) -> None:
+    """Import flash-attn-4 in this process and compile its kernel with one call on ``device``, shaped as the
+    engine hands it over, before the engine switches. Its compile key holds no sequence length, so every
+    length after runs compiled: on the H200 the first request after a switch without this took 5.2 s (the
+    import, ~10 s of it in the check's child, and the compilation), not the request's ~0.3 s."""
+    import torch
+
+    from flash_attn.cute import flash_attn_func
+
+    with torch.inference_mode():
+        q, k, v = torch.zeros(2, 128, 3, heads, dim, device=device, dtype=torch.float16).unbind(2)
+        flash_attn_func(q, k, v, softmax_scale=dim ** -0.5)
+        torch.cuda.synchronize(device)
 
 
 def choose(found: Fa4Check, choice: AttentionChoice) -> AttentionChoice:
