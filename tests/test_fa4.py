@@ -138,16 +138,18 @@ def test_the_worker_switches_unmasked_batches_when_the_check_says_so(monkeypatch
     monkeypatch.setattr(fa4, "check", lambda heads, dim, frames: fa4.Fa4Check(True, "ok", timings, 2.7e-4)
                         if (heads, dim, frames) == (16, 64, 1424) else fa4.Fa4Check(False, "wrong shape"))
     monkeypatch.setattr(fa4, "make_importable", lambda: made_importable.append(True))
-    monkeypatch.setattr(fa4, "prepare", lambda heads, dim, device: prepared.append((heads, dim, device)))
+    monkeypatch.setattr(fa4, "prepare", lambda *shape: prepared.append(shape))
     arch = SimpleNamespace(heads=16, dim_head=64)
-    engine = SimpleNamespace(device="cuda:0", model=SimpleNamespace(transformer=SimpleNamespace(arch=arch)))
+    model = SimpleNamespace(transformer=SimpleNamespace(arch=arch))
+    engine = SimpleNamespace(device="cuda:0", dtype="float16", model=model)
     assert Worker._with_fa4(SDPA_CHOICE, engine).single == "fa4" and made_importable == [True]
-    assert prepared == [(16, 64, "cuda:0")]  # compiled in the worker before the switch
-    pool = SimpleNamespace(device="cuda:0", engines=[engine, SimpleNamespace(device="cuda:1")])
+    assert prepared == [(16, 64, "cuda:0", "float16")]  # compiled in the worker before the switch
+    pool = SimpleNamespace(device="cuda:0", engines=[engine, SimpleNamespace(device="cuda:1", dtype="float16")])
     prepared.clear()
-    assert Worker._with_fa4(SDPA_CHOICE, pool).single == "fa4" and prepared == [(16, 64, "cuda:0"), (16, 64, "cuda:1")]
+    assert Worker._with_fa4(SDPA_CHOICE, pool).single == "fa4"
+    assert prepared == [(16, 64, "cuda:0", "float16"), (16, 64, "cuda:1", "float16")]
 
-    def fails_to_compile(heads, dim, device):
+    def fails_to_compile(*shape):
         raise RuntimeError("DSLRuntimeError: no kernel for sm_120")
 
     monkeypatch.setattr(fa4, "prepare", fails_to_compile)
@@ -216,14 +218,15 @@ def test_without_a_flash_attn_step_the_worker_still_checks_fa4_and_switches_once
     monkeypatch.setattr(fa4, "installed", lambda: "4.0.0b36")
     monkeypatch.setattr(fa4, "check", lambda heads, dim, frames: fa4.Fa4Check(True, "ok", timings, 2.7e-4))
     monkeypatch.setattr(fa4, "make_importable", lambda: None)
-    monkeypatch.setattr(fa4, "prepare", lambda heads, dim, device: None)
+    monkeypatch.setattr(fa4, "prepare", lambda *shape: None)
     worker = Worker.__new__(Worker)
     worker.settings = SimpleNamespace(root=tmp_path)
     worker._loaded = threading.Event()
     worker._loaded.set()
     arch = SimpleNamespace(heads=16, dim_head=64)
     worker.service = SimpleNamespace(engine=SimpleNamespace(
-        device="cuda:0", attention=SDPA_CHOICE, model=SimpleNamespace(transformer=SimpleNamespace(arch=arch)),
+        device="cuda:0", dtype="float16", attention=SDPA_CHOICE,
+        model=SimpleNamespace(transformer=SimpleNamespace(arch=arch)),
         use_attention=lambda choice, cache_dir: switched.append((choice, cache_dir))))
     worker._finish_attention(False)
     [(choice, cache_dir)] = switched

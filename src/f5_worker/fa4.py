@@ -91,17 +91,17 @@ def make_importable() -> None:
         raise ImportError(f"flash_attn.cute is {origin}, not {DISTRIBUTION}'s {ours}")
 
 
-def prepare(heads: int, dim: int, device: str) -> None:
-    """Import flash-attn-4 in this process and compile its kernel with one call on ``device``, shaped as the
-    engine hands it over, before the engine switches. Its compile key holds no sequence length, so every
-    length after runs compiled: on the H200 the first request after a switch without this took 5.2 s (the
-    import, ~10 s of it in the check's child, and the compilation), not the request's ~0.3 s."""
+def prepare(heads: int, dim: int, device: str, dtype) -> None:
+    """Import flash-attn-4 in this process and compile its kernel with one call on ``device``, shaped and typed
+    as the engine hands it over, before the engine switches. Its compile key holds no sequence length, so every
+    length after runs compiled. On the H200, without this, the first request after the switch took 5.2 s
+    instead of ~0.3 (importing FA4 took ~10 s in the check's child, compiling ~2 s)."""
     import torch
 
     from flash_attn.cute import flash_attn_func
 
     with torch.inference_mode():
-        q, k, v = torch.zeros(2, 128, 3, heads, dim, device=device, dtype=torch.float16).unbind(2)
+        q, k, v = torch.zeros(2, 128, 3, heads, dim, device=device, dtype=dtype).unbind(2)
         flash_attn_func(q, k, v, softmax_scale=dim ** -0.5)
         torch.cuda.synchronize(device)
 

@@ -203,7 +203,7 @@ class Worker:
             try:
                 with phase(log, "fa4.prepare"):  # import and compile here, before the switch, not in a request
                     for one in getattr(engine, "engines", [engine]):
-                        fa4.prepare(arch.heads, arch.dim_head, one.device)
+                        fa4.prepare(arch.heads, arch.dim_head, one.device, one.dtype)
             except Exception as exc:  # noqa: BLE001  whatever it raises, unmasked batches stay where they were
                 return fa4.choose(fa4.Fa4Check(False, f"failed in the worker: {type(exc).__name__}: {exc}"), choice)
         return chosen
