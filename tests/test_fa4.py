@@ -129,31 +129,32 @@ def test_a_check_that_does_not_finish_is_cut(monkeypatch):
     assert not found.ok and "longer than 0.01 s" in found.why
 
 
-def test_the_worker_switches_unmasked_batches_when_the_check_says_so(monkeypatch):
+def test_the_worker_switches_unmasked_batches_when_the_check_says_so(monkeypatch, make_settings):
     from f5_worker.worker import Worker
 
     made_importable, prepared = [], []
     timings = {"fa4_1": 0.040, "sdpa_1": 0.048, "fa4_8": 0.663, "sdpa_8": 0.769}
     monkeypatch.setattr(fa4, "installed", lambda: "4.0.0b36")
-    monkeypatch.setattr(fa4, "check", lambda heads, dim, frames: fa4.Fa4Check(True, "ok", timings, 2.7e-4)
-                        if (heads, dim, frames) == (16, 64, 1424) else fa4.Fa4Check(False, "wrong shape"))
+    monkeypatch.setattr(fa4, "check", lambda heads, dim, frames, site=None: fa4.Fa4Check(True, "ok", timings, 2.7e-4)
+                        if (heads, dim, frames, site) == (16, 64, 1424, None) else fa4.Fa4Check(False, "wrong shape"))
     monkeypatch.setattr(fa4, "make_importable", lambda: made_importable.append(True))
     monkeypatch.setattr(fa4, "prepare", lambda *shape: prepared.append(shape))
     arch = SimpleNamespace(heads=16, dim_head=64)
     model = SimpleNamespace(transformer=SimpleNamespace(arch=arch))
     engine = SimpleNamespace(device="cuda:0", dtype="float16", model=model)
-    assert Worker._with_fa4(SDPA_CHOICE, engine).single == "fa4" and made_importable == [True]
+    worker = Worker(make_settings())  # flash-attn-4 "installed": nothing to fetch
+    assert worker._with_fa4(SDPA_CHOICE, engine).single == "fa4" and made_importable == [True]
     assert prepared == [(16, 64, "cuda:0", "float16")]  # compiled in the worker before the switch
     pool = SimpleNamespace(device="cuda:0", engines=[engine, SimpleNamespace(device="cuda:1", dtype="float16")])
     prepared.clear()
-    assert Worker._with_fa4(SDPA_CHOICE, pool).single == "fa4"
+    assert worker._with_fa4(SDPA_CHOICE, pool).single == "fa4"
     assert prepared == [(16, 64, "cuda:0", "float16"), (16, 64, "cuda:1", "float16")]
 
     def fails_to_compile(*shape):
         raise RuntimeError("DSLRuntimeError: no kernel for sm_120")
 
     monkeypatch.setattr(fa4, "prepare", fails_to_compile)
-    kept = Worker._with_fa4(SDPA_CHOICE, engine)
+    kept = worker._with_fa4(SDPA_CHOICE, engine)
     assert kept.single == "sdpa" and kept.single_why.endswith(
         "FlashAttention-4 not used: failed in the worker: RuntimeError: DSLRuntimeError: no kernel for sm_120")
 
@@ -161,11 +162,10 @@ def test_the_worker_switches_unmasked_batches_when_the_check_says_so(monkeypatch
         raise ImportError("flash-attn-4 is installed without flash_attn/cute/__init__.py")
 
     monkeypatch.setattr(fa4, "make_importable", not_importable)
-    kept = Worker._with_fa4(SDPA_CHOICE, engine)
+    kept = worker._with_fa4(SDPA_CHOICE, engine)
     assert kept.single == "sdpa" and "not importable here: flash-attn-4 is installed without" in kept.single_why
-    assert Worker._with_fa4(SDPA_CHOICE, SimpleNamespace(device="cpu")) is SDPA_CHOICE  # no GPU: no check
-    monkeypatch.setattr(fa4, "installed", lambda: None)
-    assert Worker._with_fa4(SDPA_CHOICE, engine) is SDPA_CHOICE
+    assert worker._with_fa4(SDPA_CHOICE, SimpleNamespace(device="cpu")) is SDPA_CHOICE  # no GPU: no check
+    assert Worker(make_settings(fa4="off"))._with_fa4(SDPA_CHOICE, engine) is SDPA_CHOICE
 
 
 def test_an_engine_on_fa4_samples_as_on_sdpa(monkeypatch):
@@ -216,11 +216,11 @@ def test_without_a_flash_attn_step_the_worker_still_checks_fa4_and_switches_once
     switched = []
     timings = {"fa4_1": 0.040, "sdpa_1": 0.048, "fa4_8": 0.663, "sdpa_8": 0.769}
     monkeypatch.setattr(fa4, "installed", lambda: "4.0.0b36")
-    monkeypatch.setattr(fa4, "check", lambda heads, dim, frames: fa4.Fa4Check(True, "ok", timings, 2.7e-4))
+    monkeypatch.setattr(fa4, "check", lambda heads, dim, frames, site=None: fa4.Fa4Check(True, "ok", timings, 2.7e-4))
     monkeypatch.setattr(fa4, "make_importable", lambda: None)
     monkeypatch.setattr(fa4, "prepare", lambda *shape: None)
     worker = Worker.__new__(Worker)
-    worker.settings = SimpleNamespace(root=tmp_path)
+    worker.settings = SimpleNamespace(root=tmp_path, fa4="auto")
     worker._loaded = threading.Event()
     worker._loaded.set()
     arch = SimpleNamespace(heads=16, dim_head=64)

@@ -1,12 +1,11 @@
-"""FlashAttention-4 (the ``flash-attn-4`` package) for unmasked attention, where the environment has it.
+"""FlashAttention-4 (the ``flash-attn-4`` package) for unmasked attention: checked, chosen, made ready.
 
 On the H200 its Hopper kernels ran F5TTS_v1_Base's attention at 1424 frames and 32 sequences in 663 µs against
-cuDNN's 769, and the whole engine with them made 97.7 s of audio per GPU-second against 91.0 and one request in
-111.1 ms against 119.1 (BENCHMARKS.md, "FlashAttention-4"). The worker does not fetch it (installed, it is ~300 MB
-with its CUDA 13 compiler libraries); an image that installs it (``pip install --pre 'flash-attn-4[cu13]'``)
-gets it checked and, where it measures faster, used:
+cuDNN's 769, and the worker with them made 97.2 s of audio per GPU-second against 90.9 and one request in 111.3
+ms against 119.0 (BENCHMARKS.md, "FlashAttention-4 in the worker"). Where the image installed it, or once the
+worker fetched it onto the volume (``f5_worker.fa4_fetch``), it is checked and, where it measures faster, used:
 
-1. ``installed()`` reads the package's metadata (nothing is imported);
+1. ``installed()`` reads the package's metadata (nothing is imported), in the environment or a fetched site;
 2. ``check()`` runs ``python -m f5_worker.fa4`` in a child process, which imports it, compiles and runs it on
    the GPU at the model's attention shape for one request and for eight (2 and 16 sequences with guidance),
    compares it with SDPA (``REL_TOLERANCE``), captures it into a CUDA graph as the engine will, and times both
@@ -28,6 +27,7 @@ import importlib.metadata
 import importlib.util
 import json
 import os
+import site as site_module
 import subprocess
 import sys
 import tempfile
@@ -37,7 +37,7 @@ from pathlib import Path
 
 from .attention_choice import FA4, SDPA, AttentionChoice
 
-__all__ = ["DISTRIBUTION", "Fa4Check", "installed", "check", "choose", "make_importable", "prepare"]
+__all__ = ["DISTRIBUTION", "Fa4Check", "installed", "add_site", "check", "choose", "make_importable", "prepare"]
 
 DISTRIBUTION = "flash-attn-4"
 # The check runs at a typical request's length as the engine rounds it (5 s reference + 10 s: 1411 frames, 1424 in
@@ -58,12 +58,26 @@ class Fa4Check:
     rel_diff: float | None = None
 
 
-def installed() -> str | None:
-    """flash-attn-4's version where it is installed, else None (nothing is imported)."""
+def installed(site: Path | None = None) -> str | None:
+    """flash-attn-4's version where it is installed (in ``site`` when given: one the worker fetched), else
+    None (nothing is imported)."""
+    if site is not None:
+        found = next(iter(importlib.metadata.distributions(name=DISTRIBUTION, path=[str(site)])), None)
+        return found.version if found else None
     try:
         return importlib.metadata.version(DISTRIBUTION)
     except importlib.metadata.PackageNotFoundError:
         return None
+
+
+def add_site(site: Path) -> None:
+    """Put a fetched install's ``site`` on this process's path, after everything else (where the image has a
+    package the set also pins, einops or protobuf, the image's copy stays the one imported), and run its
+    ``.pth`` files as site-packages' are: nvidia-cutlass-dsl's puts its ``dsl_packages`` (``cutlass``) on the
+    path that way, and ``pip --target`` leaves it for whoever uses the directory."""
+    if str(site) not in sys.path:
+        site_module.addsitedir(str(site))
+        importlib.invalidate_caches()
 
 
 def make_importable() -> None:
@@ -124,9 +138,11 @@ def _timings_text(t: dict[str, float]) -> str:
             f"{t['fa4_1']:.3f} against {t['sdpa_1']:.3f} for one")
 
 
-def check(heads: int, dim: int, frames: int, *, timeout_s: float = CHECK_TIMEOUT_S) -> Fa4Check:
-    """Run the check in a child process (``python -m f5_worker.fa4``) and read its verdict."""
-    command = [sys.executable, "-m", "f5_worker.fa4", str(heads), str(dim), str(frames)]
+def check(heads: int, dim: int, frames: int, *, site: Path | None = None,
+          timeout_s: float = CHECK_TIMEOUT_S) -> Fa4Check:
+    """Run the check in a child process (``python -m f5_worker.fa4``, with ``site`` on its path when given)
+    and read its verdict."""
+    command = [sys.executable, "-m", "f5_worker.fa4", str(heads), str(dim), str(frames), *([str(site)] if site else [])]
     with tempfile.TemporaryDirectory(prefix="f5-worker-fa4-") as empty:  # (-m puts the cwd first on the path)
         try:
             done = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s, cwd=empty,
@@ -203,11 +219,13 @@ def _check_here(heads: int, dim: int, frames: int) -> dict:
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) != 3:
-        print("usage: python -m f5_worker.fa4 HEADS DIM FRAMES", file=sys.stderr)
+    if len(argv) not in (3, 4):
+        print("usage: python -m f5_worker.fa4 HEADS DIM FRAMES [SITE]", file=sys.stderr)
         return 2
+    if len(argv) == 4:  # an install the worker fetched (f5_worker.fa4_fetch)
+        add_site(Path(argv[3]))
     try:
-        result = _check_here(*(int(a) for a in argv))
+        result = _check_here(*(int(a) for a in argv[:3]))
     except BaseException as exc:  # report anything the package raises, as data
         result = {"ok": False, "why": f"{type(exc).__name__}: {str(exc)[:300]}",
                   "traceback": traceback.format_exc(limit=5)}

@@ -37,6 +37,8 @@ DEFAULT_MODEL = "F5TTS_v1_Base"
 TINY_RANDOM = "tiny-random"  # the real architectures, tiny, random weights: tests and offline smoke runs
 UPSTREAM_RELEASES_URL = "https://github.com/Dao-AILab/flash-attention/releases/download"
 FLASH_ATTN_MODES = ("off", "auto", "require")
+FA4_MODES = ("off", "auto")
+FA4_INDEX = "https://pypi.org/simple"
 LOG_FORMATS = ("json", "text")
 DEFAULT_DOWNLOAD_TIMEOUT_S = 30.0
 DEFAULT_DOWNLOAD_RETRIES = 3
@@ -196,6 +198,8 @@ VARIABLES: tuple[Variable, ...] = (
     _v("FLASH_ATTN_MIRRORS", "flash_attn_mirrors", _strings, "none"),
     _v("FLASH_ATTN_SHA256", "flash_attn_sha256", _sha256_pins, "none"),
     _v("FLASH_ATTN_UPSTREAM", "flash_attn_upstream", _text, f"`{UPSTREAM_RELEASES_URL}`"),
+    _v("FA4", "fa4", _lower, "`auto`"),
+    _v("FA4_INDEX", "fa4_index", _text, f"`{FA4_INDEX}`"),
     _v("ALLOW_HTTP", "allow_http", _bool, "`false`"),
     _v("DOWNLOAD_TIMEOUT", "download_timeout_s", _float, "`30`"),
     _v("DOWNLOAD_DEADLINE", "download_deadline_s", _float, "`240`"),
@@ -254,6 +258,8 @@ class Settings:
     flash_attn_mirrors: tuple[str, ...] = ()
     flash_attn_sha256: Mapping[str, str] = field(default_factory=dict)
     flash_attn_upstream: str = UPSTREAM_RELEASES_URL
+    fa4: str = "auto"  # FlashAttention-4 (f5_worker.fa4, fa4_fetch): auto (fetched, checked, used if faster) or off
+    fa4_index: str = FA4_INDEX  # where the pinned FA4 set is fetched from; empty: never fetched
     allow_http: bool = False
     download_timeout_s: float = DEFAULT_DOWNLOAD_TIMEOUT_S
     download_retries: int = DEFAULT_DOWNLOAD_RETRIES
@@ -296,6 +302,8 @@ class Settings:
             raise ConfigError(
                 f"{env_name('flash_attn')}={self.flash_attn!r} is not one of {', '.join(FLASH_ATTN_MODES)}"
             )
+        if self.fa4 not in FA4_MODES:
+            raise ConfigError(f"{env_name('fa4')}={self.fa4!r} is not one of {', '.join(FA4_MODES)}")
         if self.concurrency < 0 or self.max_batch < 0:
             raise ConfigError(f"{env_name('concurrency')} and {env_name('max_batch')} must be 0 (auto) or more")
         if not 0 <= self.batch_window_ms <= 1000:

@@ -23,14 +23,14 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from . import __version__, bootstrap, fa4
-from .attention_choice import FA4, AttentionChoice
+from . import __version__, bootstrap, fa4, fa4_fetch
+from .attention_choice import FA4, SDPA, AttentionChoice
 from .bootstrap import Report
-from .errors import ModelUnavailable
+from .errors import ConfigError, ModelUnavailable
 from .log import event, get_logger, phase
 from .runtime import probe
 from .runtime.fingerprint import Fingerprint
-from .settings import ASR_OFF, TINY_RANDOM, Settings
+from .settings import ASR_OFF, TINY_RANDOM, Settings, env_name
 
 __all__ = ["Worker", "start"]
 
@@ -105,7 +105,8 @@ class Worker:
         torch_import.start()
         settings, report = bootstrap.run(self.settings, defer_flash_attn=True, detect=self._detect)
         self.settings, self.report = settings, report
-        if "flash_attn" in report.pending or fa4.installed():
+        gpu = bool((report.fingerprint or {}).get("compute_capability"))
+        if "flash_attn" in report.pending or (settings.fa4 == "auto" and (gpu or fa4.installed())):
             # Started now, so fetching and verifying overlap the model's load; it switches the engine once both are done.
             self.background = threading.Thread(target=self._finish_attention, args=("flash_attn" in report.pending,),
                                                name="f5-worker-attention", daemon=True)
@@ -183,20 +184,27 @@ class Worker:
             event(log, "attention background step failed", phase="attention.background", level=logging.WARNING,
                   error=f"{type(exc).__name__}: {exc}")
 
-    @staticmethod
-    def _with_fa4(choice: AttentionChoice, engine) -> AttentionChoice:
-        """``choice``, with unmasked batches on FlashAttention-4 where it is installed, passed its check in a child
-        process and measured faster there (``f5_worker.fa4``); the reason is logged either way."""
-        version = fa4.installed()
-        if version is None or not engine.device.startswith("cuda"):
+    def _with_fa4(self, choice: AttentionChoice, engine) -> AttentionChoice:
+        """``choice``, with unmasked batches on FlashAttention-4 where it is installed or could be fetched onto the
+        volume (``fa4_fetch``), passed its check in a child process and measured faster there (``fa4``); the
+        reason is logged either way. Only an SDPA choice can change (``fa4.choose``): nothing is fetched else."""
+        if self.settings.fa4 == "off" or choice.single != SDPA or not engine.device.startswith("cuda"):
             return choice
+        site, version = None, fa4.installed()
+        if version is None:
+            fetched = self._fetch_fa4()
+            if isinstance(fetched, str):
+                return fa4.choose(fa4.Fa4Check(False, f"not fetched: {fetched}"), choice)
+            site, version = fetched.site, fa4.installed(fetched.site)
         arch = getattr(engine, "engines", [engine])[0].model.transformer.arch
         with phase(log, "fa4.check", version=version) as outcome:
-            found = fa4.check(arch.heads, arch.dim_head, fa4.CHECK_FRAMES)
+            found = fa4.check(arch.heads, arch.dim_head, fa4.CHECK_FRAMES, site=site)
             outcome.update(ok=found.ok, why=found.why, timings_ms=found.timings_ms, rel_diff=found.rel_diff)
         chosen = fa4.choose(found, choice)
         if chosen.single == FA4:
             try:
+                if site is not None:
+                    fa4.add_site(site)
                 fa4.make_importable()
             except (ImportError, OSError) as exc:  # (the flash-attn verdict must still apply)
                 return fa4.choose(fa4.Fa4Check(False, f"not importable here: {exc}"), choice)
@@ -207,6 +215,24 @@ class Worker:
             except Exception as exc:  # noqa: BLE001  whatever it raises, unmasked batches stay where they were
                 return fa4.choose(fa4.Fa4Check(False, f"failed in the worker: {type(exc).__name__}: {exc}"), choice)
         return chosen
+
+    def _fetch_fa4(self) -> fa4_fetch.Fa4Install | str:
+        """The pinned FlashAttention-4 set on the volume (fetched now unless an earlier start did), or why not."""
+        if not self.settings.fa4_index:
+            return f"{env_name('fa4_index')} is empty"
+        planned = fa4_fetch.plan(self._detect(True), fa4_fetch.Pins.load())
+        if isinstance(planned, str):
+            return planned
+        with phase(log, "fa4.fetch", key=planned.key, index=self.settings.fa4_index) as outcome:
+            try:
+                fetched = fa4_fetch.fetch(planned, self.settings.root, self.settings.fa4_index,
+                                          allow_http=self.settings.allow_http,
+                                          on_line=lambda line: event(log, line, phase="fa4.fetch"))
+            except (fa4_fetch.FetchFailed, ConfigError, OSError) as exc:
+                outcome.update(error=f"{type(exc).__name__}: {exc}")
+                return f"{type(exc).__name__}: {exc}"
+            outcome.update(warm=fetched.warm, site=str(fetched.site), fetch_seconds=fetched.seconds)
+        return fetched
 
 
 def start(settings: Settings, *, warm_up: bool = True, detect: Callable[[bool], Fingerprint] = probe.detect) -> Worker:
