@@ -17,7 +17,8 @@ SUITES=(
   "bootstrap|bench/gpu_run.sh: the flash-attn bootstrap with the real wheel: resolve, cold/warm init, broken wheel, startup.py"
   "worker-check|bench/gpu_worker_check.sh: the whole worker (tiny-random) with a good and a broken flash-attn wheel"
   "real-model|bench/gpu_real_model.sh: random-weight F5TTS_v1_Base migrated from a legacy dir, loaded, one job; cold, warm"
-  "real-model-fa4|the same with flash-attn-4 on the path: the worker's background FA4 check and switch (carry .fa4a, .fa4b, then .device)"
+  "real-model-fa4|the same with flash-attn-4 on the path: the worker's background FA4 check and switch (carry .fa4a-c, then .device)"
+  "real-model-fa4-fetch|the same, the worker fetching the pinned FA4 set from a local index, cold then warm (carry .fa4a-c, then .device)"
   "tune-reuse|bench/gpu_tune_reuse.sh: two serve starts on one volume, the second reusing the batch tuning"
   "step-profile|bench/gpu_step_profile.sh: a sampling step's GPU time by kind of kernel, PyTorch's vs Triton kernels; torch.compile"
   "throughput|bench/gpu_throughput.sh (\$PARTS: sampler sdpa flash; pytorch): the sampler, then the engine's throughput curve"
@@ -26,7 +27,7 @@ SUITES=(
   "sampler-speed|bench/gpu_sampler_speed.sh \$VARIANTS (plain; cudnn, compile): the sampler alone"
   "new-lengths|bench/gpu_new_lengths.sh \$ARGS (--prewarmed, --split-only): the cost of a length seen for the first time"
   "synthesis|bench/gpu_synthesis.sh: F5-TTS's sampler and pipeline vs the worker's, speed and fp16 numerics per backend"
-  "synthesis-fa4|the same with flash-attn-4 on the path: the worker with FA4 for unmasked batches too (carry .fa4a, .fa4b, then .device)"
+  "synthesis-fa4|the same with flash-attn-4 on the path: the worker with FA4 for unmasked batches too (carry .fa4a-c, then .device)"
   "load|bench/gpu_load.sh: the HTTP load test against serve at the real size: 64 clients, then an open loop (RELIABILITY.md)"
   "realtime|bench/gpu_realtime.sh: streamed first audio vs the whole file; one request at NFE 7, 16 and 32 (EPSS)"
   "ab|bench/gpu_ab.sh (\$AB_PARTS: throughput, cold-start): trees from bench/ab_prepare.sh REV... against now, one machine"
@@ -41,8 +42,8 @@ SUITES=(
   "probe-attention|bench/probes/attention_lengths.py: the attention alone around multiples of 128 frames, five ways"
   "probe-cudnn-frontend|bench/probes/cudnn_frontend_attention.py: cuDNN's graphs built once: padded and packed keys (needs .device/extra)"
   "probe-triton-tma|bench/probes/triton_tma_attention.py: a Triton flash attention reading through TMA descriptors, swept"
-  "probe-fa4|bench/probes/fa4_attention.py: FlashAttention-4's CuTe kernels against cuDNN (carry .fa4a then .fa4b; not .device)"
-  "probe-fa4-engine|the worker's FA4 check (python -m f5_worker.fa4), then throughput.py with FA4 for unmasked batches and without (carry .fa4a, .fa4b, then .device)"
+  "probe-fa4|bench/probes/fa4_attention.py: FlashAttention-4's CuTe kernels against cuDNN (carry .fa4a, .fa4b, then .fa4c; not .device)"
+  "probe-fa4-engine|the worker's FA4 check (python -m f5_worker.fa4), then throughput.py with FA4 for unmasked batches and without (carry .fa4a-c, then .device)"
   "probe-capture-failure|bench/probes/capture_failure.py: a capture that fails, then the next one into its memory pool"
   "probe-rss|bench/probes/gpu_rss_probe.sh: where host memory grew per job with the first engine (probe)"
 )
@@ -55,6 +56,7 @@ run_suite() {
     worker-check) bash bench/gpu_worker_check.sh ;;
     real-model) bash bench/gpu_real_model.sh ;;
     real-model-fa4) FA4=1 bash bench/gpu_real_model.sh ;;
+    real-model-fa4-fetch) FA4=fetch bash bench/gpu_real_model.sh ;;
     tune-reuse) bash bench/gpu_tune_reuse.sh ;;
     step-profile) bash bench/gpu_step_profile.sh ;;
     throughput) bash bench/gpu_throughput.sh ;;
@@ -80,8 +82,8 @@ run_suite() {
         .device/extra/nvidia_cudnn_frontend-*.whl && PYTHONPATH="$PYTHONPATH:/tmp/cfe-site" timeout 300 \
         python3 bench/probes/cudnn_frontend_attention.py --json "$OUT/cudnn-frontend.json" ;;
     probe-triton-tma) source bench/gpu_env.sh && timeout 400 python3 bench/probes/triton_tma_attention.py --json "$OUT/triton-tma.json" ;;
-    probe-fa4) mkdir -p /tmp/fa4 && { [ -d /tmp/fa4/site ] || cat .fa4a/fa4-part.* .fa4b/fa4-part.* | xz -d -T0 | tar -x -C /tmp/fa4; } \
-        && FA4_SITE=/tmp/fa4/site timeout 480 python3 bench/probes/fa4_attention.py --json "$OUT/fa4.json" ;;
+    probe-fa4) bash bench/probes/fa4_unpack.sh && FA4_SITE=/tmp/fa4/site timeout 480 python3 bench/probes/fa4_attention.py \
+        --json "$OUT/fa4.json" ;;
     probe-fa4-engine) source bench/gpu_env.sh fa4 \
         && timeout 120 python3 -m f5_worker.fa4 16 64 1424 | tee "$OUT/fa4-check.json"; \
         timeout 240 python3 bench/throughput.py --single-backend fa4 --concurrency ${CONCURRENCY:-1,16,32} \

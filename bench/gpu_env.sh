@@ -2,7 +2,7 @@
 # .device/ carried (built here by `python3 bench/device_kit.py`): installs .device/wheels (the worker's server,
 # the RunPod SDK, F5-TTS and its inference dependencies) into /tmp/deps once per machine, puts the project's
 # source and /tmp/deps on PYTHONPATH and, with `flash`, the real flash-attn wheel too (for benchmarks that
-# bypass the bootstrap). `source bench/gpu_env.sh [flash] [fa4]` (fa4: flash-attn-4, below) (`serve` is accepted: .device/wheels has it all).
+# bypass the bootstrap). `source bench/gpu_env.sh [flash] [fa4 [fa4-fetch]]` (below) (`serve` is accepted: .device/wheels has it all).
 if [ ! -f .device/MANIFEST.json ]; then
   echo "gpu_env.sh: no .device/ kit here: build it with 'python3 bench/device_kit.py' and carry .device" >&2
   return 1 2>/dev/null || exit 1
@@ -17,6 +17,7 @@ if ! cmp -s .device/MANIFEST.json /tmp/deps/.kit-manifest.json; then
   cp .device/MANIFEST.json /tmp/deps/.kit-manifest.json
 fi
 export PYTHONPATH="$PWD/src:/tmp/deps" F5_WORKER_LOG_FORMAT=json
+export F5_WORKER_FA4_INDEX=  # no network here: the worker fetches FlashAttention-4 only where a suite serves it
 FLASH_ATTN_WHEEL='flash_attn-2.8.3.post2+cu13torch2.11cxx11abiTRUE-cp312-cp312-linux_x86_64.whl'
 if [[ " $* " == *" flash "* ]]; then  # benchmarks that bypass the bootstrap (it installs the same wheel itself)
   [ -f /tmp/fa/"$FLASH_ATTN_WHEEL" ] || python3 .device/make_fa_wheel.py /tmp/fa --name "$FLASH_ATTN_WHEEL" >/dev/null
@@ -24,10 +25,9 @@ if [[ " $* " == *" flash "* ]]; then  # benchmarks that bypass the bootstrap (it
     python3 -m pip install -q --no-deps --no-index --target /tmp/fa-site /tmp/fa/"$FLASH_ATTN_WHEEL" 2>/dev/null
   export PYTHONPATH="$PYTHONPATH:/tmp/fa-site"
 fi
-if [[ " $* " == *" fa4 "* ]]; then  # flash-attn-4 and its CuTe DSL (.fa4a + .fa4b, bench/probes/fa4_kit.sh), unpacked once
-  if [ ! -d /tmp/fa4/site ]; then
-    mkdir -p /tmp/fa4 && cat .fa4a/fa4-part.* .fa4b/fa4-part.* | xz -d -T0 | tar -x -C /tmp/fa4 || {
-      echo "gpu_env.sh: no FA4 kit here: carry .fa4a, then .fa4b (bench/probes/fa4_kit.sh)" >&2; rm -rf /tmp/fa4/site; }
-  fi
-  export PYTHONPATH="$PYTHONPATH:/tmp/fa4/site:/tmp/fa4/site/nvidia_cutlass_dsl/dsl_packages"
+if [[ " $* " == *" fa4 "* ]]; then  # the pinned FlashAttention-4 set (.fa4a-c), unpacked once: bench/probes/fa4_unpack.sh
+  bash bench/probes/fa4_unpack.sh
+  # As the worker puts a fetched set on its path (fa4.add_site runs nvidia-cutlass-dsl's .pth), unless the worker
+  # is to fetch it itself (fa4-fetch).
+  [[ " $* " == *" fa4-fetch "* ]] || export PYTHONPATH="$PYTHONPATH:/tmp/fa4/site:/tmp/fa4/site/nvidia_cutlass_dsl/dsl_packages"
 fi

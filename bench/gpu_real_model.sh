@@ -2,10 +2,15 @@
 # The real-model path on the GPU: a random-weight F5TTS_v1_Base checkpoint and Vocos in their published
 # formats, in a legacy directory; the worker migrates them into its hub cache (offline), activates the
 # real flash-attn wheel from a local mirror, loads F5-TTS through its own loader in fp16, warms up, and
-# serves one job. Run twice: cold volume, then warm.
+# serves one job. Run twice: cold volume, then warm. FA4=1: flash-attn-4 on the path as an image would install it;
+# FA4=fetch: the worker fetches the pinned set itself from a local index (.fa4a-c carried; bench/probes/fa4_kit.sh).
 set -uo pipefail
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
-source bench/gpu_env.sh ${FA4:+fa4}  # FA4=1: flash-attn-4 too (checked and chosen in the background)
+case "${FA4:-}" in 1) source bench/gpu_env.sh fa4 ;; fetch) source bench/gpu_env.sh fa4 fa4-fetch ;; *) source bench/gpu_env.sh ;; esac
+if [ "${FA4:-}" = fetch ]; then
+  (cd /tmp/fa4/index && python3 -m http.server 8766 --bind 127.0.0.1 >/dev/null 2>&1) &
+  export F5_WORKER_FA4_INDEX=http://127.0.0.1:8766/ F5_WORKER_ALLOW_HTTP=true
+fi
 NAME=$FLASH_ATTN_WHEEL
 mkdir -p /tmp/good && python3 .device/make_fa_wheel.py /tmp/good --name "$NAME" >/dev/null
 python3 bench/make_random_checkpoint.py /tmp/legacy >/dev/null 2>&1 || echo "checkpoint failed"

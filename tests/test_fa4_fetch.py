@@ -11,7 +11,6 @@ import hashlib
 import io
 import sys
 import zipfile
-from pathlib import Path
 
 import pytest
 from packaging.tags import Tag
