@@ -174,11 +174,15 @@ def test_the_worker_fetches_checks_and_switches(index, monkeypatch, make_setting
     checked = []
     timings = {"fa4_1": 0.040, "sdpa_1": 0.048, "fa4_8": 0.663, "sdpa_8": 0.769}
     monkeypatch.setattr(fa4_fetch.Pins, "load", staticmethod(lambda path=None: index.pins))
-    monkeypatch.setattr(fa4, "check", lambda heads, dim, frames, site=None: checked.append(site) or fa4.Fa4Check(
-        True, "ok", timings, 2.7e-4))
+    worker = Worker(make_settings(fa4_index=index.url), detect=lambda with_abi=True: H200)
+
+    def check(heads, dim, frames, site=None):
+        checked.append((site, worker.health()["pending"]))
+        return fa4.Fa4Check(True, "ok", timings, 2.7e-4)
+
+    monkeypatch.setattr(fa4, "check", check)
     monkeypatch.setattr(fa4, "make_importable", lambda: None)
     monkeypatch.setattr(fa4, "prepare", lambda *shape: None)
-    worker = Worker(make_settings(fa4_index=index.url), detect=lambda with_abi=True: H200)
     engine = SimpleNamespace(device="cuda:0", dtype="float16",
                              model=SimpleNamespace(transformer=SimpleNamespace(arch=SimpleNamespace(heads=16, dim_head=64))))
     sdpa = AttentionChoice.sdpa("dense attention: measured")
@@ -186,7 +190,8 @@ def test_the_worker_fetches_checks_and_switches(index, monkeypatch, make_setting
     chosen = worker._with_fa4(sdpa, engine)
 
     site = worker.settings.root / "fa4" / "flash-attn-4-4.0.0b36-cu13-cp312-linux_x86_64" / "site"
-    assert chosen.single == "fa4" and checked == [site] and str(site) in sys.path
+    assert chosen.single == "fa4" and checked == [(site, ["fa4"])] and str(site) in sys.path
+    assert worker.health()["pending"] == []
     off = Worker(make_settings(fa4="off", fa4_index=index.url), detect=lambda with_abi=True: H200)
     assert off._with_fa4(sdpa, engine) is sdpa
     nowhere = Worker(make_settings(fa4_index=""), detect=lambda with_abi=True: H200)

@@ -49,6 +49,7 @@ class Worker:
         self.service = None  # serving.service.Service, once loaded
         # The deferred flash-attn step and FlashAttention-4's check, if any.
         self.background: threading.Thread | None = None
+        self._fa4_pending = False
         self._detect = detect
         self._devices = devices  # the engines' devices; None: one per GPU F5_WORKER_GPUS selects (engine.pool)
         self._loaded = threading.Event()  # the engine exists (ready or not yet warmed up)
@@ -66,7 +67,8 @@ class Worker:
     def health(self) -> dict:
         report, engine = self.report, self.engine
         verdict = report.flash_attn if report else None
-        pending = list(report.pending if report else []) + list(engine.pending if engine else [])
+        pending = (list(report.pending if report else []) + (["fa4"] if self._fa4_pending else [])
+                   + list(engine.pending if engine else []))
         return {
             "status": self.state,
             **({"error": self.error} if self.error else {}),
@@ -190,6 +192,13 @@ class Worker:
         reason is logged either way. Only an SDPA choice can change (``fa4.choose``): nothing is fetched else."""
         if self.settings.fa4 == "off" or choice.single != SDPA or not engine.device.startswith("cuda"):
             return choice
+        self._fa4_pending = True  # /health lists "fa4" while it is fetched, checked and prepared
+        try:
+            return self._fa4_choice(choice, engine)
+        finally:
+            self._fa4_pending = False
+
+    def _fa4_choice(self, choice: AttentionChoice, engine) -> AttentionChoice:
         site, version = None, fa4.installed()
         if version is None:
             fetched = self._fetch_fa4()
