@@ -163,7 +163,7 @@ def _pip(args: list[str], timeout_s: float, on_line: Callable[[str], None] | Non
     if code != 0:
         ended = f"ended after {timeout_s:g} s" if code == -9 else f"exit {code}"
         lines = [t.strip() for t in tail if t.strip()]
-        errors = [t for t in lines if t.startswith("ERROR")]  # what failed, and the last retry's cause
-        causes = [t for t in lines if t.startswith("WARNING: Retrying")][-1:]
-        detail = " | ".join(causes + errors if errors else lines[-3:])[-800:]
+        first_error = next((i for i, t in enumerate(lines) if t.startswith("ERROR")), None)
+        causes = [t for t in lines if t.startswith("WARNING: Retrying")][-1:]  # the last retry's cause, if any
+        detail = " | ".join(causes + lines[first_error:first_error + 6] if first_error is not None else lines[-3:])
         raise FetchFailed(f"pip ({ended}): {detail}")
