@@ -145,6 +145,20 @@ def test_an_unreachable_index_fails_with_pips_reason(tmp_path):
     assert fa4_fetch.published(tmp_path, planned.key) is None
 
 
+def test_a_fetch_that_stalls_is_ended(httpserver, tmp_path):
+    """An index that answers nothing: pip is killed at the deadline, nothing is left behind."""
+    import time
+
+    httpserver.expect_request("/simple/flash-attn-4/").respond_with_handler(lambda request: time.sleep(30))
+    planned = fa4_fetch.Fa4Plan("flash-attn-4-4.0.0b36-cu13-cp312-linux_x86_64",
+                                f"flash-attn-4==4.0.0b36 --hash=sha256:{'0' * 64}\n")
+    started = time.monotonic()
+    with pytest.raises(fa4_fetch.FetchFailed, match="ended after 3 s"):
+        fa4_fetch.fetch(planned, tmp_path, httpserver.url_for("/simple/"), allow_http=True, timeout_s=3)
+    assert time.monotonic() - started < 20
+    assert list((tmp_path / "fa4").iterdir()) == []
+
+
 def test_plain_http_needs_allow_http(index, tmp_path):
     planned = fa4_fetch.plan(H200, index.pins, CP312_LINUX)
     with pytest.raises(ConfigError, match="plain http"):

@@ -146,7 +146,8 @@ def _pip(args: list[str], timeout_s: float, on_line: Callable[[str], None] | Non
     env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_") or k in _PIP_SETTINGS_KEPT}
     env["PIP_CONFIG_FILE"] = os.devnull
     process = subprocess.Popen([sys.executable, "-m", "pip", *args], stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True, env=env)
+                               stderr=subprocess.STDOUT, text=True, env=env,
+                               preexec_fn=install.die_with_parent if sys.platform == "linux" else None)
     timer = threading.Timer(timeout_s, process.kill)
     timer.start()
     tail: list[str] = []

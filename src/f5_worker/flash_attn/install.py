@@ -185,7 +185,7 @@ def _describe_exit(code: int) -> str:
     return f"exit status {code}"
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     """In the child, before exec: Linux kills it when the worker dies (a killed start must not leave a
     verification hanging on the GPU)."""
     import ctypes
@@ -217,7 +217,7 @@ def verify(site: Path, wheel_name: str, timeout_s: float, *, in_place: bool = Fa
         try:
             proc = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s, env=env,
                                   cwd=empty if in_place else site,
-                                  preexec_fn=_die_with_parent if sys.platform == "linux" else None)
+                                  preexec_fn=die_with_parent if sys.platform == "linux" else None)
         except subprocess.TimeoutExpired as exc:
             raise VerificationTimeout(wheel_name, timeout_s) from exc
     result = None
