@@ -29,6 +29,19 @@ def write_fa4(site):
     (info / "RECORD").write_text(RECORD)
 
 
+def fa2_before_fa4(tmp_path, monkeypatch, fa2_cute: str):
+    """flash-attn 2's package (with a ``cute/`` of its own, as 2.8's wheels have) first on the path, FA4 after."""
+    fa2, fa4_site = tmp_path / "flash-attn-2", tmp_path / "flash-attn-4"
+    (fa2 / "flash_attn" / "cute").mkdir(parents=True)
+    (fa2 / "flash_attn" / "__init__.py").write_text("VERSION = '2.8.3'\n")
+    (fa2 / "flash_attn" / "cute" / "__init__.py").write_text(fa2_cute)
+    write_fa4(fa4_site)
+    monkeypatch.syspath_prepend(str(fa4_site))
+    monkeypatch.syspath_prepend(str(fa2))
+    importlib.invalidate_caches()
+    return fa2
+
+
 @pytest.fixture
 def clean_flash_attn(monkeypatch):
     for name in [m for m in sys.modules if m == "flash_attn" or m.startswith("flash_attn.")]:
@@ -51,14 +64,7 @@ def test_fa4_is_made_importable_behind_flash_attn_2s_package(tmp_path, monkeypat
     """flash-attn 2's regular package comes first on the path and hides FA4's flash_attn/cute/ behind its own
     (flash-attn 2.8's wheels bring an early copy that fails against FA4's CuTe DSL, as on the H200); FA4's
     directory goes first on that package's path, and flash-attn 2 stays what ``import flash_attn`` is."""
-    fa2, fa4_site = tmp_path / "flash-attn-2", tmp_path / "flash-attn-4"
-    (fa2 / "flash_attn" / "cute").mkdir(parents=True)
-    (fa2 / "flash_attn" / "__init__.py").write_text("VERSION = '2.8.3'\n")
-    (fa2 / "flash_attn" / "cute" / "__init__.py").write_text("raise AttributeError('ThrMma')  # FA2's old copy\n")
-    write_fa4(fa4_site)
-    monkeypatch.syspath_prepend(str(fa4_site))
-    monkeypatch.syspath_prepend(str(fa2))
-    importlib.invalidate_caches()
+    fa2 = fa2_before_fa4(tmp_path, monkeypatch, "raise AttributeError('ThrMma')  # FA2's old copy\n")
     assert importlib.util.find_spec("flash_attn.cute").origin.startswith(str(fa2))
     fa4.make_importable()
     from flash_attn.cute import flash_attn_func
@@ -70,14 +76,7 @@ def test_fa4_is_made_importable_behind_flash_attn_2s_package(tmp_path, monkeypat
 
 def test_another_flash_attn_cute_already_imported_is_an_import_error(tmp_path, monkeypatch, clean_flash_attn):
     """Once another flash_attn.cute is loaded, FA4's cannot replace it in this process: the check says so."""
-    fa2, fa4_site = tmp_path / "flash-attn-2", tmp_path / "flash-attn-4"
-    (fa2 / "flash_attn" / "cute").mkdir(parents=True)
-    (fa2 / "flash_attn" / "__init__.py").write_text("")
-    (fa2 / "flash_attn" / "cute" / "__init__.py").write_text("OLD = True\n")
-    write_fa4(fa4_site)
-    monkeypatch.syspath_prepend(str(fa4_site))
-    monkeypatch.syspath_prepend(str(fa2))
-    importlib.invalidate_caches()
+    fa2_before_fa4(tmp_path, monkeypatch, "OLD = True\n")
     importlib.import_module("flash_attn.cute")
     with pytest.raises(ImportError, match="not flash-attn-4's"):
         fa4.make_importable()
