@@ -8,6 +8,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import sys
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -121,6 +122,7 @@ def test_the_check_runs_in_a_child_and_says_why_not_here():
     broke, a crash or a hang would cost the child only)."""
     found = fa4.check(16, 64, 1424)
     assert found == fa4.Fa4Check(False, "no GPU")
+    assert fa4.check(16, 64, 1424, site=Path("/nonexistent/site")) == found  # a fetched site goes on its path first
 
 
 def test_a_check_that_does_not_finish_is_cut(monkeypatch):
