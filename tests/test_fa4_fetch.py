@@ -32,7 +32,8 @@ def wheel(name: str, version: str, files: dict[str, str]) -> tuple[str, bytes]:
     dist = f"{name.replace('-', '_')}-{version}"
     contents = {**files,
                 f"{dist}.dist-info/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n",
-                f"{dist}.dist-info/WHEEL": "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n"}
+                f"{dist}.dist-info/WHEEL": "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\n"
+                                           "Tag: py3-none-any\n"}
     contents[f"{dist}.dist-info/RECORD"] = "".join(f"{path},,\n" for path in [*contents, f"{dist}.dist-info/RECORD"])
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
@@ -45,9 +46,10 @@ STAND_INS = [
     ("flash-attn-4", "4.0.0b36", {"flash_attn/cute/__init__.py": "def flash_attn_func(q, k, v, softmax_scale=None):\n"
                                                                  "    return 'fa4', None\n"}),
     # As nvidia-cutlass-dsl does: a .pth that puts a directory inside the package on the path.
-    ("tiny-dep", "1.0", {"tiny_dep/__init__.py": "", "tiny_dep/dsl_packages/tiny_cutlass/__init__.py": "VALUE = 1\n",
-                         "tiny_dep_packages.pth": "import sys, os, tiny_dep; "
-                                                  "sys.path.insert(0, os.path.join(tiny_dep.__path__[0], 'dsl_packages'))\n"}),
+    ("tiny-dep", "1.0", {
+        "tiny_dep/__init__.py": "", "tiny_dep/dsl_packages/tiny_cutlass/__init__.py": "VALUE = 1\n",
+        "tiny_dep_packages.pth": "import sys, os, tiny_dep; "
+                                 "sys.path.insert(0, os.path.join(tiny_dep.__path__[0], 'dsl_packages'))\n"}),
 ]
 
 
@@ -92,7 +94,8 @@ def test_the_pinned_set_fits_the_h200_and_pins_every_file():
     lines = planned.requirements.splitlines()
     assert [line.split(" ")[0] for line in lines] == [f"{n}=={v}" for n, (v, _) in pins.packages.items()]
     assert all("--hash=sha256:" in line for line in lines)
-    assert "flash-attn-4==4.0.0b36" in planned.requirements and "nvidia-cutlass-dsl-libs-cu13==4.8.1" in planned.requirements
+    assert "flash-attn-4==4.0.0b36" in planned.requirements
+    assert "nvidia-cutlass-dsl-libs-cu13==4.8.1" in planned.requirements
 
 
 @pytest.mark.parametrize("changes, tags, why", [
@@ -197,15 +200,22 @@ def test_the_worker_fetches_checks_and_switches(index, monkeypatch, make_setting
     monkeypatch.setattr(fa4, "check", check)
     monkeypatch.setattr(fa4, "make_importable", lambda: None)
     monkeypatch.setattr(fa4, "prepare", lambda *shape: None)
-    engine = SimpleNamespace(device="cuda:0", dtype="float16",
-                             model=SimpleNamespace(transformer=SimpleNamespace(arch=SimpleNamespace(heads=16, dim_head=64))))
+    switched = []
     sdpa = AttentionChoice.sdpa("dense attention: measured")
+    arch = SimpleNamespace(heads=16, dim_head=64)
+    engine = SimpleNamespace(device="cuda:0", dtype="float16", attention=sdpa,
+                             model=SimpleNamespace(transformer=SimpleNamespace(arch=arch)),
+                             use_attention=lambda choice, cache_dir: switched.append(choice), pending=(), info=dict,
+                             batcher=SimpleNamespace(max_batch=8))
+    worker.service = SimpleNamespace(engine=engine, transcriber=None)
+    worker._loaded.set()
+    worker._fa4_pending = True  # as _load sets it when it starts the background step
 
-    chosen = worker._with_fa4(sdpa, engine)
+    worker._finish_attention(False)  # the background step: no flash-attn left to verify, FA4 to fetch
 
     site = worker.settings.root / "fa4" / "flash-attn-4-4.0.0b36-cu13-cp312-linux_x86_64" / "site"
-    assert chosen.single == "fa4" and checked == [(site, ["fa4"])] and str(site) in sys.path
-    assert worker.health()["pending"] == []
+    assert [c.single for c in switched] == ["fa4"] and checked == [(site, ["fa4"])] and str(site) in sys.path
+    assert "fa4" not in worker.health()["pending"]
     off = Worker(make_settings(fa4="off", fa4_index=index.url), detect=lambda with_abi=True: H200)
     assert off._with_fa4(sdpa, engine) is sdpa
     nowhere = Worker(make_settings(fa4_index=""), detect=lambda with_abi=True: H200)

@@ -110,6 +110,8 @@ class Worker:
         gpu = bool((report.fingerprint or {}).get("compute_capability"))
         if "flash_attn" in report.pending or (settings.fa4 == "auto" and (gpu or fa4.installed())):
             # Started now, so fetching and verifying overlap the model's load; it switches the engine once both are done.
+            # /health lists "fa4" until FlashAttention-4 is decided (fetched, checked, prepared) or not wanted.
+            self._fa4_pending = settings.fa4 == "auto"
             self.background = threading.Thread(target=self._finish_attention, args=("flash_attn" in report.pending,),
                                                name="f5-worker-attention", daemon=True)
             self.background.start()
@@ -185,6 +187,8 @@ class Worker:
         except Exception as exc:  # noqa: BLE001  the worker keeps serving on SDPA
             event(log, "attention background step failed", phase="attention.background", level=logging.WARNING,
                   error=f"{type(exc).__name__}: {exc}")
+        finally:
+            self._fa4_pending = False
 
     def _with_fa4(self, choice: AttentionChoice, engine) -> AttentionChoice:
         """``choice``, with unmasked batches on FlashAttention-4 where it is installed or could be fetched onto the
@@ -192,13 +196,6 @@ class Worker:
         reason is logged either way. Only an SDPA choice can change (``fa4.choose``): nothing is fetched else."""
         if self.settings.fa4 == "off" or choice.single != SDPA or not engine.device.startswith("cuda"):
             return choice
-        self._fa4_pending = True  # /health lists "fa4" while it is fetched, checked and prepared
-        try:
-            return self._fa4_choice(choice, engine)
-        finally:
-            self._fa4_pending = False
-
-    def _fa4_choice(self, choice: AttentionChoice, engine) -> AttentionChoice:
         site, version = None, fa4.installed()
         if version is None:
             fetched = self._fetch_fa4()
