@@ -170,7 +170,8 @@ class Worker:
 
     def _finish_attention(self, flash_attn_pending: bool) -> None:
         """The background half of the attention choice: flash-attn's verification (when the bootstrap deferred
-        it), then FlashAttention-4's check (when installed); the engine switches once, between batches."""
+        it), then FlashAttention-4 (fetched when not installed, checked, prepared); the engine switches once,
+        between batches."""
         try:
             verdict = (bootstrap.finish_flash_attn(self.settings, self.report, detect=self._detect)
                        if flash_attn_pending else None)
