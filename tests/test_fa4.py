@@ -15,6 +15,7 @@ import pytest
 
 from f5_worker import fa4
 from f5_worker.attention_choice import AttentionChoice
+from support.runtime import gpu_fingerprint
 
 RECORD = "flash_attn/cute/__init__.py,,\nflash_attn_4-4.0.0b36.dist-info/METADATA,,\n"
 
@@ -223,6 +224,7 @@ def test_without_a_flash_attn_step_the_worker_still_checks_fa4_and_switches_once
     worker = Worker.__new__(Worker)
     worker.settings = SimpleNamespace(root=tmp_path, fa4="auto")
     worker._loaded = threading.Event()
+    worker._detect = lambda with_abi=True: gpu_fingerprint()
     worker._loaded.set()
     arch = SimpleNamespace(heads=16, dim_head=64)
     worker.service = SimpleNamespace(engine=SimpleNamespace(
@@ -232,3 +234,34 @@ def test_without_a_flash_attn_step_the_worker_still_checks_fa4_and_switches_once
     worker._finish_attention(False)
     [(choice, cache_dir)] = switched
     assert (choice.single, choice.batch) == ("fa4", "flash_attn") and cache_dir == tmp_path / "cache" / "tuning"
+
+
+def test_a_passed_check_is_kept_for_later_starts_on_the_same_runtime_and_gpu(monkeypatch, make_settings):
+    """A warm start skips the check's child (as flash-attn's published installs skip theirs); another GPU model,
+    driver or FA4 version checks again, and a failed check is not kept (its cause may have been passing)."""
+    from f5_worker.worker import Worker
+
+    runs = []
+    h200 = {"fa4_1": 0.040, "sdpa_1": 0.048, "fa4_8": 0.663, "sdpa_8": 0.769}
+    verdicts = iter([fa4.Fa4Check(False, "the check took longer than 300 s"), fa4.Fa4Check(True, "ok", h200, 2.7e-4),
+                     fa4.Fa4Check(True, "ok", {**h200, "fa4_1": 0.050}, 2.7e-4)])
+    monkeypatch.setattr(fa4, "installed", lambda site=None: "4.0.0b36")
+    monkeypatch.setattr(fa4, "check", lambda *shape, site=None: runs.append(shape) or next(verdicts))
+    monkeypatch.setattr(fa4, "make_importable", lambda: None)
+    monkeypatch.setattr(fa4, "prepare", lambda *shape: None)
+    arch = SimpleNamespace(heads=16, dim_head=64)
+    model = SimpleNamespace(transformer=SimpleNamespace(arch=arch))
+    engine = SimpleNamespace(device="cuda:0", dtype="float16", model=model)
+    settings = make_settings()
+
+    def start(gpu_name="NVIDIA H200"):
+        worker = Worker(settings, detect=lambda with_abi=True: gpu_fingerprint(gpu_name=gpu_name))
+        return worker._with_fa4(SDPA_CHOICE, engine)
+
+    assert start().single == "sdpa" and len(runs) == 1  # failed: not kept
+    assert start().single == "fa4" and len(runs) == 2  # passed: kept
+    kept = start()
+    assert kept.single == "fa4" and len(runs) == 2 and "0.663 ms" in kept.single_why  # the kept timings decide
+    # Another GPU: checked again (and passed, slower alone there, so not chosen; kept too, under its own key).
+    assert start(gpu_name="NVIDIA H100 80GB HBM3").single == "sdpa" and len(runs) == 3
+    assert len(list((settings.root / "fa4" / "checks").glob("*.json"))) == 2

@@ -10,6 +10,7 @@ worker fetched it onto the volume (``f5_worker.fa4_fetch``), it is checked and, 
    the GPU at the model's attention shape for one request and for eight (2 and 16 sequences with guidance),
    compares it with SDPA (``REL_TOLERANCE``), captures it into a CUDA graph as the engine will, and times both
    from graph replays: a broken install or an unsupported GPU costs the child, never the worker;
+   A passed check is kept on the volume (``save_check``, keyed by ``check_key``): later starts skip the child;
 3. ``choose()`` puts unmasked batches on it when it beat SDPA by ``GAIN`` at eight requests and was no slower
    for one (masked batches keep their kernel: it is not used with a mask);
 4. ``make_importable()`` runs in the worker before the engine switches: flash-attn-4 ships ``flash_attn/cute/``
@@ -22,6 +23,7 @@ worker fetched it onto the volume (``f5_worker.fa4_fetch``), it is checked and, 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import importlib
 import importlib.metadata
 import importlib.util
@@ -32,12 +34,14 @@ import subprocess
 import sys
 import tempfile
 import traceback
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from .attention_choice import FA4, SDPA, AttentionChoice
+from .fsutil import write_json_atomic
 
-__all__ = ["DISTRIBUTION", "Fa4Check", "installed", "add_site", "check", "choose", "make_importable", "prepare"]
+__all__ = ["DISTRIBUTION", "Fa4Check", "installed", "add_site", "check", "check_key", "saved_check", "save_check",
+           "choose", "make_importable", "prepare"]
 
 DISTRIBUTION = "flash-attn-4"
 # The check runs at a typical request's length as the engine rounds it (5 s reference + 10 s: 1411 frames, 1424 in
@@ -118,6 +122,28 @@ def prepare(heads: int, dim: int, device: str, dtype) -> None:
         q, k, v = torch.zeros(2, 128, 3, heads, dim, device=device, dtype=dtype).unbind(2)
         flash_attn_func(q, k, v, softmax_scale=dim ** -0.5)
         torch.cuda.synchronize(device)
+
+
+def check_key(version: str, fingerprint) -> str:
+    """What a passed check holds for: this FA4 version on this runtime (``Fingerprint.runtime_key``), GPU model and
+    driver (the kernels are compiled for the GPU at run time, and timed on it)."""
+    facts = json.dumps([version, fingerprint.runtime_key(), fingerprint.gpu_name, fingerprint.driver])
+    return f"{version}-{fingerprint.runtime_key()}-{hashlib.sha256(facts.encode()).hexdigest()[:10]}"
+
+
+def saved_check(root: Path, key: str) -> Fa4Check | None:
+    """A passed check kept on the volume by an earlier start (``save_check``), if any: a warm start then skips
+    the child (~17 s on the H200, ~10 s of it importing FA4), as flash-attn's published installs skip theirs."""
+    with contextlib.suppress(OSError, ValueError, TypeError, KeyError):
+        data = json.loads((root / "fa4" / "checks" / f"{key}.json").read_text())
+        return Fa4Check(True, str(data["why"]), {k: float(v) for k, v in data["timings_ms"].items()}, data["rel_diff"])
+    return None
+
+
+def save_check(root: Path, key: str, found: Fa4Check) -> None:
+    """Keep a passed check for later starts (a failed one is tried again: its cause may have been passing)."""
+    if found.ok:
+        write_json_atomic(root / "fa4" / "checks" / f"{key}.json", asdict(found))
 
 
 def choose(found: Fa4Check, choice: AttentionChoice) -> AttentionChoice:

@@ -204,9 +204,15 @@ class Worker:
                 return fa4.choose(fa4.Fa4Check(False, f"not fetched: {fetched}"), choice)
             site, version = fetched.site, fa4.installed(fetched.site)
         arch = getattr(engine, "engines", [engine])[0].model.transformer.arch
-        with phase(log, "fa4.check", version=version) as outcome:
-            found = fa4.check(arch.heads, arch.dim_head, fa4.CHECK_FRAMES, site=site)
-            outcome.update(ok=found.ok, why=found.why, timings_ms=found.timings_ms, rel_diff=found.rel_diff)
+        key = fa4.check_key(version, self._detect(True))
+        found = fa4.saved_check(self.settings.root, key)
+        if found is not None:  # passed on this runtime and GPU by an earlier start
+            event(log, "fa4 check kept on the volume", phase="fa4.check", key=key, timings_ms=found.timings_ms)
+        else:
+            with phase(log, "fa4.check", version=version) as outcome:
+                found = fa4.check(arch.heads, arch.dim_head, fa4.CHECK_FRAMES, site=site)
+                outcome.update(ok=found.ok, why=found.why, timings_ms=found.timings_ms, rel_diff=found.rel_diff)
+            fa4.save_check(self.settings.root, key, found)
         chosen = fa4.choose(found, choice)
         if chosen.single == FA4:
             try:
