@@ -85,6 +85,14 @@ def set_f5_attention(cfm, backend: str, masked: bool) -> None:
         block.attn.processor.attn_backend, block.attn.processor.attn_mask_enabled = backend, masked
 
 
+def worker_numerics(numerics: dict, name: str, mel: torch.Tensor, audio: np.ndarray, reference: dict) -> None:
+    """The worker's sampler and pipeline outputs against F5-TTS's SDPA path (``reference``), under ``name``."""
+    numerics["sampler"][f"worker_{name}_vs_f5_sdpa"] = mean_rel_diff(mel, reference["mel"])
+    numerics["pipeline"][f"worker_{name}_vs_f5_sdpa"] = (
+        mean_rel_diff(torch.from_numpy(audio), reference["audio"]) if len(audio) == len(reference["audio"])
+        else f"lengths differ: {len(audio)} vs {len(reference['audio'])} samples")
+
+
 def free(device: str) -> None:
     gc.collect()
     if device.startswith("cuda"):
@@ -180,11 +188,7 @@ def main() -> int:
             engine.close()
             del engine, model, sample, single, mixed
             free(device)
-            numerics["sampler"]["worker_fa4_vs_f5_sdpa"] = mean_rel_diff(worker_mel, reference["mel"])
-            numerics["pipeline"]["worker_fa4_vs_f5_sdpa"] = (
-                mean_rel_diff(torch.from_numpy(worker_audio), reference["audio"])
-                if len(worker_audio) == len(reference["audio"]) else
-                f"lengths differ: {len(worker_audio)} vs {len(reference['audio'])} samples")
+            worker_numerics(numerics, "fa4", worker_mel, worker_audio, reference)
             results["backends"]["fa4"] = row
             print(json.dumps({backend: row}), flush=True)
             continue
@@ -243,13 +247,7 @@ def main() -> int:
             numerics["sampler"][f"f5_{f5_name}_vs_f5_sdpa"] = mean_rel_diff(f5_mel, reference["mel"])
             numerics["pipeline"][f"f5_{f5_name}_vs_f5_sdpa"] = mean_rel_diff(torch.from_numpy(f5_audio),
                                                                              reference["audio"])
-        numerics["sampler"][f"worker_{f5_name}_vs_f5_sdpa"] = mean_rel_diff(worker_mel, reference["mel"])
-        if len(worker_audio) == len(reference["audio"]):
-            numerics["pipeline"][f"worker_{f5_name}_vs_f5_sdpa"] = mean_rel_diff(torch.from_numpy(worker_audio),
-                                                                                 reference["audio"])
-        else:
-            numerics["pipeline"][f"worker_{f5_name}_vs_f5_sdpa"] = (
-                f"lengths differ: {len(worker_audio)} vs {len(reference['audio'])} samples")
+        worker_numerics(numerics, f5_name, worker_mel, worker_audio, reference)
         results["backends"][f5_name] = row
         print(json.dumps({backend: row}), flush=True)
 

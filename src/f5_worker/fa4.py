@@ -116,19 +116,19 @@ def prepare(heads: int, dim: int, device: str, dtype) -> None:
     instead of ~0.3 (importing FA4 took ~10 s in the check's child, compiling ~2 s)."""
     import torch
 
-    from flash_attn.cute import flash_attn_func
+    from .engine.nn.attention import fa4_attention
 
     with torch.inference_mode():
-        q, k, v = torch.zeros(2, 128, 3, heads, dim, device=device, dtype=dtype).unbind(2)
-        flash_attn_func(q, k, v, softmax_scale=dim ** -0.5)
+        fa4_attention(*torch.zeros(2, 128, 3, heads, dim, device=device, dtype=dtype).unbind(2))
         torch.cuda.synchronize(device)
 
 
 def check_key(version: str, fingerprint) -> str:
     """What a passed check holds for: this FA4 version on this runtime (``Fingerprint.runtime_key``), GPU model and
     driver (the kernels are compiled for the GPU at run time, and timed on it)."""
-    facts = json.dumps([version, fingerprint.runtime_key(), fingerprint.gpu_name, fingerprint.driver])
-    return f"{version}-{fingerprint.runtime_key()}-{hashlib.sha256(facts.encode()).hexdigest()[:10]}"
+    runtime = fingerprint.runtime_key()
+    facts = json.dumps([version, runtime, fingerprint.gpu_name, fingerprint.driver])
+    return f"{version}-{runtime}-{hashlib.sha256(facts.encode()).hexdigest()[:10]}"
 
 
 def saved_check(root: Path, key: str) -> Fa4Check | None:
@@ -218,11 +218,7 @@ def _check_here(heads: int, dim: int, frames: int) -> dict:
     if not torch.cuda.is_available():
         return {"ok": False, "why": "no GPU"}
     make_importable()
-    from flash_attn.cute import flash_attn_func
-
-    def fa4(q, k, v):
-        out = flash_attn_func(q, k, v, softmax_scale=dim ** -0.5)
-        return out[0] if isinstance(out, tuple) else out
+    from .engine.nn.attention import fa4_attention as fa4  # the engine's own call
 
     def sdpa(q, k, v):
         return F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)).transpose(1, 2)

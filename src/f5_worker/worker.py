@@ -22,8 +22,9 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from . import __version__, bootstrap, fa4, fa4_fetch
+from . import __version__, bootstrap, fa4
 from .attention_choice import FA4, SDPA, AttentionChoice
 from .bootstrap import Report
 from .errors import ConfigError, ModelUnavailable
@@ -31,6 +32,9 @@ from .log import event, get_logger, phase
 from .runtime import probe
 from .runtime.fingerprint import Fingerprint
 from .settings import ASR_OFF, TINY_RANDOM, Settings, env_name
+
+if TYPE_CHECKING:
+    from .fa4_fetch import Fa4Install
 
 __all__ = ["Worker", "start"]
 
@@ -197,14 +201,15 @@ class Worker:
         reason is logged either way. Only an SDPA choice can change (``fa4.choose``): nothing is fetched else."""
         if self.settings.fa4 == "off" or choice.single != SDPA or not engine.device.startswith("cuda"):
             return choice
+        fingerprint = self._detect(True)
         site, version = None, fa4.installed()
         if version is None:
-            fetched = self._fetch_fa4()
+            fetched = self._fetch_fa4(fingerprint)
             if isinstance(fetched, str):
                 return fa4.choose(fa4.Fa4Check(False, f"not fetched: {fetched}"), choice)
             site, version = fetched.site, fa4.installed(fetched.site)
         arch = getattr(engine, "engines", [engine])[0].model.transformer.arch
-        key = fa4.check_key(version, self._detect(True))
+        key = fa4.check_key(version, fingerprint)
         found = fa4.saved_check(self.settings.root, key)
         if found is not None:  # passed on this runtime and GPU by an earlier start
             event(log, "fa4 check kept on the volume", phase="fa4.check", key=key, timings_ms=found.timings_ms)
@@ -229,11 +234,13 @@ class Worker:
                 return fa4.choose(fa4.Fa4Check(False, f"failed in the worker: {type(exc).__name__}: {exc}"), choice)
         return chosen
 
-    def _fetch_fa4(self) -> fa4_fetch.Fa4Install | str:
+    def _fetch_fa4(self, fingerprint: Fingerprint) -> Fa4Install | str:
         """The pinned FlashAttention-4 set on the volume (fetched now unless an earlier start did), or why not."""
+        from . import fa4_fetch  # background work only: not imported on the way to ready
+
         if not self.settings.fa4_index:
             return f"{env_name('fa4_index')} is empty"
-        planned = fa4_fetch.plan(self._detect(True), fa4_fetch.Pins.load())
+        planned = fa4_fetch.plan(fingerprint, fa4_fetch.Pins.load())
         if isinstance(planned, str):
             return planned
         with phase(log, "fa4.fetch", key=planned.key, index=self.settings.fa4_index) as outcome:

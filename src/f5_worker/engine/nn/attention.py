@@ -23,7 +23,7 @@ from torch import nn
 from .layers import Linear, StackedLinears
 from .rotary import rotate_heads
 
-__all__ = ["Attention", "BACKENDS"]
+__all__ = ["Attention", "BACKENDS", "fa4_attention"]
 
 BACKENDS = ("torch", "flash_attn", "fa4")
 
@@ -68,7 +68,7 @@ class Attention(nn.Module):
         if self.backend == "flash_attn":
             out = _flash(q, k, v, attn_mask)
         elif self.backend == "fa4" and attn_mask is None:
-            out = _fa4(q, k, v)
+            out = fa4_attention(q, k, v)
         else:
             if attn_mask is not None:
                 attn_mask = attn_mask[:, None, None, :].expand(batch, self.heads, seq_len, seq_len)
@@ -80,9 +80,10 @@ class Attention(nn.Module):
         return out
 
 
-def _fa4(q, k, v):
+def fa4_attention(q, k, v):
     """FlashAttention-4 on the projection's (batch, frames, heads, dim) views as they are (its Hopper kernels read
-    them strided: bench/results/fa4-h200.json, 663 µs against cuDNN's 769 at 1424 frames and 32 sequences)."""
+    them strided: bench/results/fa4-h200.json, 663 µs against cuDNN's 769 at 1424 frames and 32 sequences).
+    ``f5_worker.fa4`` checks and compiles this same call before the engine uses it."""
     from flash_attn.cute import flash_attn_func
 
     out = flash_attn_func(q, k, v, softmax_scale=q.shape[-1] ** -0.5)
