@@ -27,6 +27,7 @@ SUITES=(
   "sampler-speed|bench/gpu_sampler_speed.sh \$VARIANTS (plain; cudnn, compile): the sampler alone"
   "new-lengths|bench/gpu_new_lengths.sh \$ARGS (--prewarmed, --split-only): the cost of a length seen for the first time"
   "synthesis|bench/gpu_synthesis.sh: F5-TTS's sampler and pipeline vs the worker's, speed and fp16 numerics per backend"
+  "numerics-fa4|bench/sampler_speed.py --kernels --fa4: the fp16 numerics of the engine's Triton kernels with FA4 and SDPA vs the yardstick (carry .fa4a-c, then .device)"
   "synthesis-fa4|the same with flash-attn-4 on the path: the worker with FA4 for unmasked batches too (carry .fa4a-c, then .device)"
   "load|bench/gpu_load.sh: the HTTP load test against serve at the real size: 64 clients, then an open loop (RELIABILITY.md)"
   "realtime|bench/gpu_realtime.sh: streamed first audio vs the whole file; one request at NFE 7, 16 and 32 (EPSS)"
@@ -66,6 +67,8 @@ run_suite() {
     new-lengths) bash bench/gpu_new_lengths.sh ;;
     synthesis) bash bench/gpu_synthesis.sh ;;
     synthesis-fa4) FA4=1 bash bench/gpu_synthesis.sh ;;
+    numerics-fa4) source bench/gpu_env.sh flash fa4 && timeout 420 python3 bench/sampler_speed.py --kernels --fa4 \
+        --batches 1 --runs 2 --mixed 2 --json "$OUT/sampler-kernels-fa4.json" 2>"$OUT/sampler-kernels-fa4.log" | grep -v '^ \|^{\|^}' ;;
     load) bash bench/gpu_load.sh ;;
     realtime) bash bench/gpu_realtime.sh ;;
     ab) bash bench/gpu_ab.sh ;;

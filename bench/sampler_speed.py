@@ -14,7 +14,9 @@ reference + 10 s to generate (1406 frames). Sampler only (no vocoder). Median of
 - same_length_batch B: B requests of 1406 frames, unmasked, CUDA graph;
 - mixed16: 16 requests of 3-15 s, masked, per attention backend (--mixed N: N requests);
 - with --compile: the same with the velocity function under torch.compile (inductor);
-- with --kernels: the same with the engine's Triton kernels (``DiT.use_kernels``), numerics included.
+- with --kernels: the same with the engine's Triton kernels (``DiT.use_kernels``), numerics included;
+- with --fa4: the numerics also for ours attending with FlashAttention-4 (``ours_fa4_vs_f5_sdpa``: the worker's
+  path once its background check has passed; flash-attn-4 importable, `source bench/gpu_env.sh flash fa4`).
 flash-attn runs where it imports (on the GPU machine: `source bench/gpu_env.sh flash`). On the CPU there are
 no CUDA graphs: the "graph" rows run eagerly.
 """
@@ -39,6 +41,7 @@ def main() -> int:
     parser.add_argument("--kernels", action="store_true", help="the engine's Triton kernels (checked first)")
     parser.add_argument("--batches", default="1,2,4,8,16,32,64")
     parser.add_argument("--cudnn-benchmark", action="store_true")
+    parser.add_argument("--fa4", action="store_true", help="numerics of ours with FlashAttention-4 too")
     parser.add_argument("--no-numerics", action="store_true", help="skip the comparison with F5-TTS's CFM.sample")
     parser.add_argument("--numerics-seeds", type=int, default=4, help="requests (seeds) the comparison averages over")
     parser.add_argument("--model", default="F5TTS_v1_Base", help="tiny-random with --device cpu: a smoke run")
@@ -67,9 +70,14 @@ def main() -> int:
 
     torch.backends.cudnn.benchmark = args.cudnn_benchmark
     out: dict = {**environment(device, args.model), "compile": args.compile, "kernels": args.kernels,
+                 "fa4": args.fa4,
                  "cudnn_benchmark": args.cudnn_benchmark,
                  "nfe": args.nfe, "frames": FRAMES, "ref_frames": REF_FRAMES, "runs": runs}
     backends = ["torch"] + (["flash_attn"] if flash_attn_available() else [])
+    if args.fa4:
+        from f5_worker import fa4
+
+        fa4.make_importable()
     model = build_model(args.model, ModelFiles(), device=device)
     dtype = next(model.parameters()).dtype
     if args.kernels:
@@ -103,9 +111,15 @@ def main() -> int:
         # Over several seeds: one request's difference is one draw of how fp16 rounding grows over 32 steps.
         seeds = range(args.numerics_seeds)
         stock_sdpa = [stock("torch", seed) for seed in seeds]
-        ours = [Sampler(model).sample([SampleRequest(cond, text, FRAMES, seed=seed)], config)[0][REF_FRAMES:].float()
-                for seed in seeds]
+        def ours_with(single):
+            sampler = Sampler(model, backends={"single": single, "batch": "torch"})
+            return [sampler.sample([SampleRequest(cond, text, FRAMES, seed=seed)], config)[0][REF_FRAMES:].float()
+                    for seed in seeds]
+
+        ours = ours_with("torch")
         diffs = {"ours_vs_f5_sdpa": [mean_rel_diff(o, r) for o, r in zip(ours, stock_sdpa)]}
+        if args.fa4:
+            diffs["ours_fa4_vs_f5_sdpa"] = [mean_rel_diff(o, r) for o, r in zip(ours_with("fa4"), stock_sdpa)]
         if "flash_attn" in backends:
             diffs["f5_flash_vs_f5_sdpa"] = [mean_rel_diff(stock("flash_attn", seed), r) for seed, r in zip(seeds, stock_sdpa)]
         if dtype != torch.float32:  # the same computation in float32: which fp16 path stays nearer to it
