@@ -43,7 +43,7 @@ SUITES=(
   "probe-attention|bench/probes/attention_lengths.py: the attention alone around multiples of 128 frames, five ways"
   "probe-cudnn-frontend|bench/probes/cudnn_frontend_attention.py: cuDNN's graphs built once: padded and packed keys (needs .device/extra)"
   "probe-triton-tma|bench/probes/triton_tma_attention.py: a Triton flash attention reading through TMA descriptors, swept"
-  "probe-fa4|bench/probes/fa4_attention.py: FlashAttention-4's CuTe kernels against cuDNN (carry .fa4a, .fa4b, then .fa4c; not .device)"
+  "probe-fa4|bench/probes/fa4_attention.py \$FA4_ARGS (--tiles 192:144,...): FlashAttention-4's CuTe kernels against cuDNN (carry .fa4a, .fa4b, then .fa4c; not .device)"
   "probe-fa4-engine|the worker's FA4 check (python -m f5_worker.fa4), then throughput.py with FA4 for unmasked batches and without (carry .fa4a-c, then .device)"
   "probe-capture-failure|bench/probes/capture_failure.py: a capture that fails, then the next one into its memory pool"
   "probe-rss|bench/probes/gpu_rss_probe.sh: where host memory grew per job with the first engine (probe)"
@@ -86,7 +86,7 @@ run_suite() {
         python3 bench/probes/cudnn_frontend_attention.py --json "$OUT/cudnn-frontend.json" ;;
     probe-triton-tma) source bench/gpu_env.sh && timeout 400 python3 bench/probes/triton_tma_attention.py --json "$OUT/triton-tma.json" ;;
     probe-fa4) bash bench/probes/fa4_unpack.sh && FA4_SITE=/tmp/fa4/site timeout 480 python3 bench/probes/fa4_attention.py \
-        --json "$OUT/fa4.json" ;;
+        ${FA4_ARGS:-} --json "$OUT/fa4.json" ;;
     probe-fa4-engine) source bench/gpu_env.sh fa4 \
         && timeout 120 python3 -m f5_worker.fa4 16 64 1424 | tee "$OUT/fa4-check.json"; \
         timeout 240 python3 bench/throughput.py --single-backend fa4 --concurrency ${CONCURRENCY:-1,16,32} \

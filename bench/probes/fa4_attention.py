@@ -12,6 +12,10 @@ dependencies (nvidia-cutlass-dsl with its CUDA 13 libraries, quack-kernels, apac
 batch 1 and 16 (2 and 32 sequences with guidance), beside PyTorch's cuDNN call: µs per call (CUDA events, median
 of 5 runs of 20), mean relative difference from float32 attention, the first call's time (compilation), and
 whether it replays from a CUDA graph.
+
+--tiles M:N,...: the same call through ``flash_attn.cute.interface._flash_attn_fwd`` with each tile shape (FA4
+picks 192 x 128 for head dim 64 on Hopper, so 1424 keys run as 12 blocks of 128 where 11.1 hold keys; 144 or 160
+wide blocks would waste ~1%): µs per replayed call and the difference from float32 per shape.
 """
 
 from __future__ import annotations
@@ -32,6 +36,23 @@ from common import environment, graph_replay_us, kernel_us, report  # noqa: E402
 HEADS, DIM = 16, 64
 
 
+def tiled_row(q, k, v, tile_mn, diff) -> dict:
+    """One tile shape: first call (compilation), replayed µs, difference from float32; an error is a result."""
+    from flash_attn.cute.interface import _flash_attn_fwd
+
+    def call():
+        return _flash_attn_fwd(q, k, v, softmax_scale=DIM ** -0.5, tile_mn=tile_mn)[0]
+
+    try:
+        first = time.perf_counter()
+        result = call()
+        torch.cuda.synchronize()
+        first_s = round(time.perf_counter() - first, 2)
+        return {"graph_replay_us": graph_replay_us(call), "rel_diff_vs_fp32": diff(result), "first_call_s": first_s}
+    except Exception as error:  # noqa: BLE001
+        return {"error": f"{type(error).__name__}: {str(error)[:300]}"}
+
+
 def main() -> int:
     import argparse
 
@@ -39,6 +60,7 @@ def main() -> int:
     parser.add_argument("--json")
     parser.add_argument("--batches", default="16,1")
     parser.add_argument("--lengths", default="1408,1424,1456,1536")
+    parser.add_argument("--tiles", default="", help="tile shapes M:N to sweep, e.g. 192:128,192:144")
     args = parser.parse_args()
     if not torch.cuda.is_available():
         raise SystemExit("needs a GPU")
@@ -86,6 +108,9 @@ def main() -> int:
                                   "first_call_s": first_s, "graph_replay_us": graph_replay_us(lambda: fa4(*inputs))}
                 except Exception as error:  # noqa: BLE001  refused is a result
                     rows[name] = {"error": f"{type(error).__name__}: {str(error)[:300]}"}
+            for tile in filter(None, args.tiles.split(",")):
+                tile_mn = tuple(int(n) for n in tile.split(":"))
+                rows[f"fa4 tile {tile}"] = tiled_row(q, k, v, tile_mn, diff)
             for name, row in rows.items():
                 key = f"batch {batch}, {frames} frames, {name}"
                 out["us"][key] = row
