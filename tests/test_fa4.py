@@ -15,6 +15,7 @@ import pytest
 
 from f5_worker import fa4
 from f5_worker.attention_choice import AttentionChoice
+from support.fa4 import gpu_engine, started
 from support.runtime import gpu_fingerprint
 
 RECORD = "flash_attn/cute/__init__.py,,\nflash_attn_4-4.0.0b36.dist-info/METADATA,,\n"
@@ -141,13 +142,11 @@ def test_the_worker_switches_unmasked_batches_when_the_check_says_so(monkeypatch
                         if (heads, dim, frames, site) == (16, 64, 1424, None) else fa4.Fa4Check(False, "wrong shape"))
     monkeypatch.setattr(fa4, "make_importable", lambda: made_importable.append(True))
     monkeypatch.setattr(fa4, "prepare", lambda *shape: prepared.append(shape))
-    arch = SimpleNamespace(heads=16, dim_head=64)
-    model = SimpleNamespace(transformer=SimpleNamespace(arch=arch))
-    engine = SimpleNamespace(device="cuda:0", dtype="float16", model=model)
-    worker = Worker(make_settings())  # flash-attn-4 "installed": nothing to fetch
+    engine = gpu_engine()
+    worker = started(Worker(make_settings()))  # flash-attn-4 "installed": nothing to fetch
     assert worker._with_fa4(SDPA_CHOICE, engine).single == "fa4" and made_importable == [True]
     assert prepared == [(16, 64, "cuda:0", "float16")]  # compiled in the worker before the switch
-    pool = SimpleNamespace(device="cuda:0", engines=[engine, SimpleNamespace(device="cuda:1", dtype="float16")])
+    pool = SimpleNamespace(device="cuda:0", engines=[engine, gpu_engine("cuda:1")])
     prepared.clear()
     assert worker._with_fa4(SDPA_CHOICE, pool).single == "fa4"
     assert prepared == [(16, 64, "cuda:0", "float16"), (16, 64, "cuda:1", "float16")]
@@ -168,6 +167,42 @@ def test_the_worker_switches_unmasked_batches_when_the_check_says_so(monkeypatch
     assert kept.single == "sdpa" and "not importable here: flash-attn-4 is installed without" in kept.single_why
     assert worker._with_fa4(SDPA_CHOICE, SimpleNamespace(device="cpu")) is SDPA_CHOICE  # no GPU: no check
     assert Worker(make_settings(fa4="off"))._with_fa4(SDPA_CHOICE, engine) is SDPA_CHOICE
+
+
+def test_fa4_is_imported_and_compiled_in_the_worker_only_once_its_start_is_over(monkeypatch, make_settings):
+    """The check may overlap the start (it is a child process), but importing the CuTe DSL and compiling hold the
+    worker's GIL for ~10 s: on the H200 a warm start beside them was ready after 10.5 s instead of 5.2. A start
+    that failed prepares nothing."""
+    import threading
+    import time
+
+    from f5_worker.worker import Worker
+
+    order = []
+    timings = {"fa4_1": 0.040, "sdpa_1": 0.048, "fa4_8": 0.663, "sdpa_8": 0.769}
+    monkeypatch.setattr(fa4, "installed", lambda site=None: "4.0.0b36")
+    monkeypatch.setattr(fa4, "check", lambda *shape, site=None: order.append("checked")
+                        or fa4.Fa4Check(True, "ok", timings, 2.7e-4))
+    monkeypatch.setattr(fa4, "make_importable", lambda: order.append("made importable"))
+    monkeypatch.setattr(fa4, "prepare", lambda *shape: order.append("prepared"))
+    worker = Worker(make_settings())  # still starting
+    background = threading.Thread(target=lambda: order.append(worker._with_fa4(SDPA_CHOICE, gpu_engine()).single))
+    background.start()
+    deadline = time.monotonic() + 10
+    while "checked" not in order and time.monotonic() < deadline:
+        time.sleep(0.01)
+    background.join(0.2)
+    assert background.is_alive() and order == ["checked"]  # checked, then waiting for the start to end
+    order.append("ready")
+    started(worker)
+    background.join(10)
+    assert order == ["checked", "ready", "made importable", "prepared", "fa4"]
+
+    failed = Worker(make_settings())
+    failed.state = "failed"
+    failed._settled.set()
+    order.clear()
+    assert failed._with_fa4(SDPA_CHOICE, gpu_engine()) is SDPA_CHOICE and "prepared" not in order
 
 
 def test_an_engine_on_fa4_samples_as_on_sdpa(monkeypatch):
@@ -223,14 +258,12 @@ def test_without_a_flash_attn_step_the_worker_still_checks_fa4_and_switches_once
     monkeypatch.setattr(fa4, "prepare", lambda *shape: None)
     worker = Worker.__new__(Worker)
     worker.settings = SimpleNamespace(root=tmp_path, fa4="auto")
-    worker._loaded = threading.Event()
+    worker._loaded, worker._settled = threading.Event(), threading.Event()
     worker._detect = lambda with_abi=True: gpu_fingerprint()
     worker._loaded.set()
-    arch = SimpleNamespace(heads=16, dim_head=64)
-    worker.service = SimpleNamespace(engine=SimpleNamespace(
-        device="cuda:0", dtype="float16", attention=SDPA_CHOICE,
-        model=SimpleNamespace(transformer=SimpleNamespace(arch=arch)),
-        use_attention=lambda choice, cache_dir: switched.append((choice, cache_dir))))
+    started(worker)
+    worker.service = SimpleNamespace(engine=gpu_engine(
+        attention=SDPA_CHOICE, use_attention=lambda choice, cache_dir: switched.append((choice, cache_dir))))
     worker._finish_attention(False)
     [(choice, cache_dir)] = switched
     assert (choice.single, choice.batch) == ("fa4", "flash_attn") and cache_dir == tmp_path / "cache" / "tuning"
@@ -249,13 +282,11 @@ def test_a_passed_check_is_kept_for_later_starts_on_the_same_runtime_and_gpu(mon
     monkeypatch.setattr(fa4, "check", lambda *shape, site=None: runs.append(shape) or next(verdicts))
     monkeypatch.setattr(fa4, "make_importable", lambda: None)
     monkeypatch.setattr(fa4, "prepare", lambda *shape: None)
-    arch = SimpleNamespace(heads=16, dim_head=64)
-    model = SimpleNamespace(transformer=SimpleNamespace(arch=arch))
-    engine = SimpleNamespace(device="cuda:0", dtype="float16", model=model)
+    engine = gpu_engine()
     settings = make_settings()
 
     def start(gpu_name="NVIDIA H200"):
-        worker = Worker(settings, detect=lambda with_abi=True: gpu_fingerprint(gpu_name=gpu_name))
+        worker = started(Worker(settings, detect=lambda with_abi=True: gpu_fingerprint(gpu_name=gpu_name)))
         return worker._with_fa4(SDPA_CHOICE, engine)
 
     assert start().single == "sdpa" and len(runs) == 1  # failed: not kept

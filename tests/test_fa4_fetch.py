@@ -18,6 +18,7 @@ from packaging.tags import Tag
 from f5_worker import fa4, fa4_fetch
 from f5_worker.errors import ConfigError
 from f5_worker.runtime.fingerprint import Fingerprint
+from support.fa4 import gpu_engine, started
 
 pytestmark = pytest.mark.usefixtures("isolated_imports")
 
@@ -202,13 +203,11 @@ def test_the_worker_fetches_checks_and_switches(index, monkeypatch, make_setting
     monkeypatch.setattr(fa4, "prepare", lambda *shape: None)
     switched = []
     sdpa = AttentionChoice.sdpa("dense attention: measured")
-    arch = SimpleNamespace(heads=16, dim_head=64)
-    engine = SimpleNamespace(device="cuda:0", dtype="float16", attention=sdpa,
-                             model=SimpleNamespace(transformer=SimpleNamespace(arch=arch)),
-                             use_attention=lambda choice, cache_dir: switched.append(choice), pending=(), info=dict,
-                             batcher=SimpleNamespace(max_batch=8))
+    engine = gpu_engine(attention=sdpa, use_attention=lambda choice, cache_dir: switched.append(choice), pending=(),
+                        info=dict, batcher=SimpleNamespace(max_batch=8))
     worker.service = SimpleNamespace(engine=engine, transcriber=None)
     worker._loaded.set()
+    started(worker)
     worker._fa4_pending = True  # as _load sets it when it starts the background step
 
     worker._finish_attention(False)  # the background step: no flash-attn left to verify, FA4 to fetch

@@ -57,6 +57,7 @@ class Worker:
         self._detect = detect
         self._devices = devices  # the engines' devices; None: one per GPU F5_WORKER_GPUS selects (engine.pool)
         self._loaded = threading.Event()  # the engine exists (ready or not yet warmed up)
+        self._settled = threading.Event()  # ready or failed: the worker's start is over
         self.torch_imported = threading.Event()  # set once torch is imported (or failed to import)
 
     @property
@@ -99,6 +100,7 @@ class Worker:
         except BaseException as exc:
             self.state, self.error = "failed", str(exc) or type(exc).__name__
             self._loaded.set()
+            self._settled.set()
             self.torch_imported.set()
             raise
         return self
@@ -156,6 +158,7 @@ class Worker:
             os.environ.setdefault("TRITON_CACHE_DIR", str(self.settings.root / "cache" / "triton"))
             engine.start_background(self.tuning_dir)
         self.state = "ready"
+        self._settled.set()
         if transcriber is not None and settings.asr_preload:
             transcriber.preload()  # in the background: readiness never waits for it
         event(log, "worker ready", phase="worker.ready", since_start_s=round(time.monotonic() - self.started, 3),
@@ -220,6 +223,12 @@ class Worker:
             fa4.save_check(self.settings.root, key, found)
         chosen = fa4.choose(found, choice)
         if chosen.single == FA4:
+            # Importing the CuTe DSL and compiling hold this process's GIL for ~10 s: never while the worker warms
+            # up (on the H200 a warm start beside them was ready after 10.5 s instead of 5.2). The fetch and the
+            # check above may overlap the start: they are pip and a child process.
+            self._settled.wait()
+            if self.state != "ready":
+                return choice
             try:
                 if site is not None:
                     fa4.add_site(site)
