@@ -85,7 +85,8 @@ run_suite() {
         .device/extra/nvidia_cudnn_frontend-*.whl && PYTHONPATH="$PYTHONPATH:/tmp/cfe-site" timeout 300 \
         python3 bench/probes/cudnn_frontend_attention.py --json "$OUT/cudnn-frontend.json" ;;
     probe-triton-tma) source bench/gpu_env.sh && timeout 400 python3 bench/probes/triton_tma_attention.py --json "$OUT/triton-tma.json" ;;
-    probe-fa4) bash bench/probes/fa4_unpack.sh && FA4_SITE=/tmp/fa4/site timeout 480 python3 bench/probes/fa4_attention.py \
+    probe-fa4) bash bench/probes/fa4_unpack.sh && FA4_SITE=/tmp/fa4/site PYTHONPATH="$PWD/src" timeout 480 \
+        python3 bench/probes/fa4_attention.py \
         ${FA4_ARGS:-} --json "$OUT/fa4.json" ;;
     probe-fa4-engine) source bench/gpu_env.sh fa4 \
         && timeout 120 python3 -m f5_worker.fa4 16 64 1424 | tee "$OUT/fa4-check.json"; \
