@@ -45,6 +45,7 @@ SUITES=(
   "probe-triton-tma|bench/probes/triton_tma_attention.py: a Triton flash attention reading through TMA descriptors, swept"
   "probe-fa4|bench/probes/fa4_attention.py \$FA4_ARGS (--tiles 192:144,...): FlashAttention-4's CuTe kernels against cuDNN (carry .fa4a, .fa4b, then .fa4c; not .device)"
   "probe-fa4-engine|the worker's FA4 check (python -m f5_worker.fa4), then throughput.py with FA4 for unmasked batches and without (carry .fa4a-c, then .device)"
+  "probe-qkv-gemm|bench/probes/qkv_rotation_gemm.py: a Triton q/k/v projection with the rotation in its epilogue against cuBLAS + rotate_qk_"
   "probe-capture-failure|bench/probes/capture_failure.py: a capture that fails, then the next one into its memory pool"
   "probe-rss|bench/probes/gpu_rss_probe.sh: where host memory grew per job with the first engine (probe)"
 )
@@ -94,6 +95,7 @@ run_suite() {
         --json "$OUT/throughput-fa4.json" 2>"$OUT/throughput-fa4.log" | grep -v '^ \|^{\|^}'; \
         timeout 200 python3 bench/throughput.py --concurrency ${CONCURRENCY:-1,16,32} --json "$OUT/throughput-cudnn.json" \
         2>"$OUT/throughput-cudnn.log" | grep -v '^ \|^{\|^}' ;;
+    probe-qkv-gemm) source bench/gpu_env.sh && timeout 420 python3 bench/probes/qkv_rotation_gemm.py --json "$OUT/qkv-gemm.json" ;;
     probe-capture-failure) source bench/gpu_env.sh && timeout 120 python3 bench/probes/capture_failure.py --json "$OUT/capture-failure.json" ;;
     probe-rss) bash bench/probes/gpu_rss_probe.sh ;;
     *) return 127 ;;
