@@ -46,6 +46,7 @@ SUITES=(
   "probe-fa4|bench/probes/fa4_attention.py \$FA4_ARGS (--tiles 192:144,...): FlashAttention-4's CuTe kernels against cuDNN (carry .fa4a, .fa4b, then .fa4c; not .device)"
   "probe-fa4-engine|the worker's FA4 check (python -m f5_worker.fa4), then throughput.py with FA4 for unmasked batches and without (carry .fa4a-c, then .device)"
   "probe-qkv-gemm|bench/probes/qkv_rotation_gemm.py: a Triton q/k/v projection with the rotation in its epilogue against cuBLAS + rotate_qk_"
+  "probe-quack-qkv|bench/probes/quack_qkv.py: quack's CuTe-DSL GEMM and RoPE epilogue on the q/k/v projection against cuBLAS + rotate_qk_ (carry .fa4a-c, then .device)"
   "probe-capture-failure|bench/probes/capture_failure.py: a capture that fails, then the next one into its memory pool"
   "probe-rss|bench/probes/gpu_rss_probe.sh: where host memory grew per job with the first engine (probe)"
 )
@@ -96,6 +97,7 @@ run_suite() {
         timeout 200 python3 bench/throughput.py --concurrency ${CONCURRENCY:-1,16,32} --json "$OUT/throughput-cudnn.json" \
         2>"$OUT/throughput-cudnn.log" | grep -v '^ \|^{\|^}' ;;
     probe-qkv-gemm) source bench/gpu_env.sh && timeout 420 python3 bench/probes/qkv_rotation_gemm.py --json "$OUT/qkv-gemm.json" ;;
+    probe-quack-qkv) source bench/gpu_env.sh fa4 && timeout 420 python3 bench/probes/quack_qkv.py --json "$OUT/quack-qkv.json" ;;
     probe-capture-failure) source bench/gpu_env.sh && timeout 120 python3 bench/probes/capture_failure.py --json "$OUT/capture-failure.json" ;;
     probe-rss) bash bench/probes/gpu_rss_probe.sh ;;
     *) return 127 ;;
