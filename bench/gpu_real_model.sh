@@ -8,7 +8,9 @@ set -uo pipefail
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 case "${FA4:-}" in 1) source bench/gpu_env.sh fa4 ;; fetch) source bench/gpu_env.sh fa4 fa4-fetch ;; *) source bench/gpu_env.sh ;; esac
 if [ "${FA4:-}" = fetch ]; then
-  (cd /tmp/fa4/index && python3 -m http.server 8766 --bind 127.0.0.1 >/dev/null 2>&1) &
+  (cd /tmp/fa4/index && exec python3 -m http.server 8766 --bind 127.0.0.1 >/dev/null 2>&1) &
+  index_server=$!
+  trap 'kill $index_server 2>/dev/null' EXIT  # (left running, it held the caller's pipe open until the call's limit)
   export F5_WORKER_FA4_INDEX=http://127.0.0.1:8766/ F5_WORKER_ALLOW_HTTP=true
 fi
 NAME=$FLASH_ATTN_WHEEL
