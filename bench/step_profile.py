@@ -14,6 +14,9 @@ step of the worker's sampler (``engine.sampler``), for B same-length requests (2
 - ``--kernels``: the same with the Triton kernels on (``DiT.use_kernels``): their first call (compilation),
   their difference from the eager step, the graph step and the profile; and the convolution kernel alone
   per block size;
+- ``--fa4`` (with ``--kernels``; flash-attn-4 importable): the kernels' graph step and profile again with
+  FlashAttention-4 for the attention, as the worker runs unmasked batches once its check passed;
+- ``--frames N``: the step at N frames (1406 by default; the throughput benchmark's requests run at 1418-1420);
 - ``--compile MODE``: the velocity under torch.compile (inductor; ``static`` shapes, or ``dynamic``: one
   compilation for every length), its compile time, the graph step, and its difference from the eager step.
   The inductor cache is wherever TORCHINDUCTOR_CACHE_DIR points: run twice on one directory to time a warm start.
@@ -110,17 +113,24 @@ def main() -> int:
     parser.add_argument("--batches", default="1,8")
     parser.add_argument("--compile", default="", help="comma-separated: static, dynamic")
     parser.add_argument("--kernels", action="store_true", help="also with the Triton kernels on")
+    parser.add_argument("--fa4", action="store_true", help="with --kernels: also with FlashAttention-4's attention")
+    parser.add_argument("--frames", type=int, default=FRAMES)
     parser.add_argument("--model", default="F5TTS_v1_Base", help="tiny-random with --device cpu: a smoke run")
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--json")
     args = parser.parse_args()
+    frames_here = args.frames
     device = args.device
+    if args.fa4:
+        from f5_worker import fa4
+
+        fa4.make_importable()
     cuda = device.startswith("cuda")
     from f5_worker.engine import sampler as sampler_module
     from f5_worker.engine.models import ModelFiles, build_model, build_vocoder
     from f5_worker.engine.sampler import Sampler, SamplingConfig
 
-    out: dict = {**environment(device, args.model), "frames": FRAMES, "ref_frames": REF_FRAMES, "batches": {}}
+    out: dict = {**environment(device, args.model), "frames": frames_here, "ref_frames": REF_FRAMES, "batches": {}}
     model = build_model(args.model, ModelFiles(), device=device)
     dit = model.transformer
     dtype = next(model.parameters()).dtype
@@ -128,7 +138,7 @@ def main() -> int:
     generator = torch.Generator().manual_seed(0)
     text = torch.randint(0, 2000, (1, 160), generator=generator).to(device)
 
-    def inputs(batch, frames=FRAMES):
+    def inputs(batch, frames=frames_here):
         g = torch.Generator().manual_seed(batch)
         x, cond = (torch.randn(batch, frames, 100, generator=g).to(device, dtype) for _ in range(2))
         cond[:, REF_FRAMES:] = 0
@@ -138,7 +148,7 @@ def main() -> int:
             text_uncond = dit.text_embed(tokens, seq_len=frames, drop_text=True)
         return x, cond, text_cond, text_uncond
 
-    def graph_for(sampler, batch, frames=FRAMES):
+    def graph_for(sampler, batch, frames=frames_here):
         """The sampler's step graph for this shape, its inputs filled; (graph, seconds to make it)."""
         common.sync(device)
         began = time.perf_counter()
@@ -203,7 +213,7 @@ def main() -> int:
                 entry["graph_made_s"] = round(made, 2)
                 entry["graph_step_ms"] = replay_ms(graph.graph)
                 del graph, sampler
-                x = made_inputs[batch][0].new_empty(2 * batch, FRAMES, dit.dim).normal_()
+                x = made_inputs[batch][0].new_empty(2 * batch, frames_here, dit.dim).normal_()
                 layer = dit.input_embed.conv_pos_embed.conv1d[0]
                 entry["conv_ms"] = {}
                 for block_s in (32, 64, 128):
@@ -214,9 +224,20 @@ def main() -> int:
                 cudnn = lambda: layer(x.transpose(1, 2))  # noqa: E731  F5-TTS's layout, for scale
                 entry["conv_ms"]["cudnn_conv1d"] = round(common.timed(cudnn, 20, device)[0] * 1000, 4)
             entry["profile"] = profile_step(lambda: eager_velocity(batch), cuda)
+            if args.fa4:  # (the sampler sets the attention before it samples; graph_for captures as it is set)
+                dit.set_attention("fa4", masked=False)
+                sampler = Sampler(model, backends={"single": "fa4", "batch": "torch"})
+                graph, made = graph_for(sampler, batch)
+                entry["fa4_graph_step_ms"] = replay_ms(graph.graph)
+                del graph, sampler
+                entry["fa4_profile"] = profile_step(lambda: eager_velocity(batch), cuda)
+                dit.set_attention("torch", masked=False)
             row[batch] = entry
             print("kernels", batch, {k: v for k, v in entry.items() if k != "profile"},
                   {k: v for k, v in entry["profile"].items() if k not in ("top", "top_cpu_ops")}, flush=True)
+            if args.fa4:
+                print("fa4", batch, {k: v for k, v in entry["fa4_profile"].items() if k not in ("top", "top_cpu_ops")},
+                      flush=True)
         dit.use_kernels(False)
         out["kernels"] = row
 
