@@ -45,7 +45,7 @@ SUITES=(
   "probe-cudnn-frontend|bench/probes/cudnn_frontend_attention.py: cuDNN's graphs built once: padded and packed keys (needs .device/extra)"
   "probe-triton-tma|bench/probes/triton_tma_attention.py: a Triton flash attention reading through TMA descriptors, swept"
   "probe-fa4|bench/probes/fa4_attention.py \$FA4_ARGS (--tiles 192:144,...): FlashAttention-4's CuTe kernels against cuDNN (carry .fa4a, .fa4b, then .fa4c; not .device)"
-  "probe-fa4-engine|the worker's FA4 check (python -m f5_worker.fa4), then throughput.py with FA4 for unmasked batches and without (carry .fa4a-c, then .device)"
+  "probe-fa4-engine|the worker's FA4 check (python -m f5_worker.fa4), then throughput.py (\$CONCURRENCY, \$MAX_BATCH) with FA4 for unmasked batches and without (carry .fa4a-c, then .device)"
   "probe-qkv-gemm|bench/probes/qkv_rotation_gemm.py: a Triton q/k/v projection with the rotation in its epilogue against cuBLAS + rotate_qk_"
   "probe-quack-qkv|bench/probes/quack_qkv.py: quack's CuTe-DSL GEMM and RoPE epilogue on the q/k/v projection against cuBLAS + rotate_qk_ (carry .fa4a-c, then .device)"
   "probe-capture-failure|bench/probes/capture_failure.py: a capture that fails, then the next one into its memory pool"
@@ -95,9 +95,9 @@ run_suite() {
         ${FA4_ARGS:-} --json "$OUT/fa4.json" ;;
     probe-fa4-engine) source bench/gpu_env.sh fa4 \
         && timeout 120 python3 -m f5_worker.fa4 16 64 1424 | tee "$OUT/fa4-check.json"; \
-        timeout 240 python3 bench/throughput.py --single-backend fa4 --concurrency ${CONCURRENCY:-1,16,32} \
+        timeout 240 python3 bench/throughput.py --single-backend fa4 --concurrency ${CONCURRENCY:-1,16,32} ${MAX_BATCH:+--max-batch $MAX_BATCH} \
         --json "$OUT/throughput-fa4.json" 2>"$OUT/throughput-fa4.log" | grep -v '^ \|^{\|^}'; \
-        timeout 200 python3 bench/throughput.py --concurrency ${CONCURRENCY:-1,16,32} --json "$OUT/throughput-cudnn.json" \
+        timeout 200 python3 bench/throughput.py --concurrency ${CONCURRENCY:-1,16,32} ${MAX_BATCH:+--max-batch $MAX_BATCH} --json "$OUT/throughput-cudnn.json" \
         2>"$OUT/throughput-cudnn.log" | grep -v '^ \|^{\|^}' ;;
     probe-qkv-gemm) source bench/gpu_env.sh && timeout 420 python3 bench/probes/qkv_rotation_gemm.py --json "$OUT/qkv-gemm.json" ;;
     probe-quack-qkv) source bench/gpu_env.sh fa4 && timeout 420 python3 bench/probes/quack_qkv.py --json "$OUT/quack-qkv.json" ;;

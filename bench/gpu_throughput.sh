@@ -9,7 +9,7 @@ for part in ${PARTS:-sampler sdpa flash}; do
   echo "== $part"
   case $part in
     sampler) timeout 240 python3 bench/sampler_speed.py --kernels --batches 1,8,32 --json "$OUT/sampler.json" 2>"$OUT/sampler.log" | quiet ;;
-    sdpa) timeout 300 python3 bench/throughput.py ${CONCURRENCY:+--concurrency $CONCURRENCY} --json "$OUT/throughput-sdpa.json" 2>"$OUT/throughput-sdpa.log" | quiet ;;
+    sdpa) timeout 300 python3 bench/throughput.py ${CONCURRENCY:+--concurrency $CONCURRENCY} ${MAX_BATCH:+--max-batch $MAX_BATCH} --json "$OUT/throughput-sdpa.json" 2>"$OUT/throughput-sdpa.log" | quiet ;;
     flash) timeout 240 python3 bench/throughput.py --single-backend flash_attn --batch-backend flash_attn \
              --json "$OUT/throughput-flash.json" 2>"$OUT/throughput-flash.log" | quiet ;;
     pytorch) timeout 240 python3 bench/throughput.py --kernels pytorch ${CONCURRENCY:+--concurrency $CONCURRENCY} \

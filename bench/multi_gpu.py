@@ -41,12 +41,14 @@ def run_level(target, engines, voice, clients: int, per_engine_batch: int, round
         audio = target.synthesize(voice, text_for(10.0), SynthesisParams(seed=100_000 * r + i, nfe_step=nfe))
         return time.perf_counter() - began, len(audio) / SR
 
-    sink, wall, batches = closed_loop(request, clients, rounds, lambda: sum(e.batcher.batches for e in engines))
+    sink, wall, batches, busy = closed_loop(request, clients, rounds, lambda: (sum(e.batcher.batches for e in engines),
+                                                                              sum(e.batcher.busy_seconds for e in engines)))
     audio = sum(a for _, a in sink)
     latencies = [s for s, _ in sink]
     return {"clients": clients, "batch_per_engine": per_engine_batch, "requests": len(sink),
             "audio_s": round(audio, 1), "wall_s": round(wall, 2), "audio_s_per_s": round(audio / wall, 1),
             "mean_batch": round(len(sink) / max(batches, 1), 1),
+            "gpu_threads_busy_share": round(busy / (wall * len(engines)), 3),
             "p50_ms": round(percentile(latencies, 50) * 1000), "p95_ms": round(percentile(latencies, 95) * 1000)}
 
 

@@ -32,18 +32,20 @@ from common import report, start_as_serving
 UNTIMED_ROUNDS = 2
 
 
-def closed_loop(request, clients: int, rounds: int, batches_so_far) -> tuple[list[tuple[float, float]], float, int]:
+def closed_loop(request, clients: int, rounds: int,
+                counters) -> tuple[list[tuple[float, float]], float, int, float]:
     """``clients`` threads, each calling ``request(client, round)`` -> (latency s, audio s) back to back:
     ``UNTIMED_ROUNDS`` untimed, then, once every client has finished those, ``rounds`` timed, released together.
     Returns the timed (latency, audio) pairs, the seconds from the release to the last timed request's end, and
-    the batches run meanwhile (``batches_so_far()``: the batchers' count). The release makes the window hold timed
-    work only: clients that fall into groups (two groups of 8 alternating their batches, say) would otherwise
-    have one group's untimed batch inside the other's timed window (58.2 s/GPU-s for 92.2 of work, at c9985e2)."""
+    the batches run and the seconds spent running them meanwhile (``counters()``: the batchers' ``batches`` and
+    ``busy_seconds``, summed). The release makes the window hold timed work only: clients that fall into groups
+    (two groups of 8 alternating their batches, say) would otherwise have one group's untimed batch inside the
+    other's timed window (58.2 s/GPU-s for 92.2 of work, at c9985e2)."""
     timed: list[tuple[float, float]] = []
-    released: list[tuple[float, int]] = []  # (when, batches so far) at the release
+    released: list[tuple[float, tuple[int, float]]] = []  # (when, counters) at the release
     ends: list[float] = []
     lock = threading.Lock()
-    release = threading.Barrier(clients, action=lambda: released.append((time.perf_counter(), batches_so_far())))
+    release = threading.Barrier(clients, action=lambda: released.append((time.perf_counter(), counters())))
 
     def client(i: int) -> None:
         for r in range(UNTIMED_ROUNDS):
@@ -60,8 +62,9 @@ def closed_loop(request, clients: int, rounds: int, batches_so_far) -> tuple[lis
         t.start()
     for t in threads:
         t.join()
-    began, batches = released[0]
-    return timed, max(ends) - began, batches_so_far() - batches
+    began, (batches, busy) = released[0]
+    batches_now, busy_now = counters()
+    return timed, max(ends) - began, batches_now - batches, busy_now - busy
 
 
 SR = 24_000
@@ -104,6 +107,9 @@ def main() -> int:
                         help="fa4: FlashAttention-4 (flash-attn-4 importable: f5_worker.fa4.make_importable is called)")
     parser.add_argument("--batch-backend", default="sdpa", choices=("sdpa", "flash_attn"))
     parser.add_argument("--lengths", choices=("same", "mixed"), default="same")
+    parser.add_argument("--max-batch", type=int, default=0,
+                        help="batch at most this many (default: as many as there are clients); fewer than the "
+                             "clients keeps a batch waiting while one runs, as a worker taking more jobs than it batches")
     parser.add_argument("--no-graphs", action="store_true")
     parser.add_argument("--kernels", choices=("triton", "pytorch"), default="triton",
                         help="the engine's Triton kernels (compiled and checked first, as serving does) or PyTorch's only")
@@ -176,15 +182,17 @@ def main() -> int:
     print("single_breakdown_ms", out["single_breakdown_ms"], flush=True)
 
     for level in levels:
-        engine.batcher.max_batch = level
+        engine.batcher.max_batch = min(level, args.max_batch or level)
         lengths = [10.0] * level if args.lengths == "same" else list(np.linspace(6, 14, level)) if level > 1 else [10.0]
 
-        sink, wall, batches = closed_loop(lambda i, r: synth(1000 * level + 100 * r + i, lengths[i]), level,
-                                          args.rounds, lambda: engine.batcher.batches)
+        sink, wall, batches, busy = closed_loop(lambda i, r: synth(1000 * level + 100 * r + i, lengths[i]), level,
+                                                args.rounds, lambda: (engine.batcher.batches, engine.batcher.busy_seconds))
         latencies = [s for s, _ in sink]
         audio = sum(a for _, a in sink)
         row = {"requests": len(sink), "audio_s": round(audio, 1), "wall_s": round(wall, 2),
                "audio_s_per_gpu_s": round(audio / wall, 1), "mean_batch": round(len(sink) / max(batches, 1), 1),
+               # the share of the window the GPU thread spent in batches: the rest it waited for jobs
+               "gpu_thread_busy_share": round(busy / wall, 3),
                "p50_ms": round(percentile(latencies, 50) * 1000), "p95_ms": round(percentile(latencies, 95) * 1000),
                "peak_gib": round(torch.cuda.max_memory_allocated() / 1024**3, 2) if cuda else None,
                "rss_mib": round(rss_mib(), 1)}

@@ -46,6 +46,15 @@ def test_jobs_queued_together_run_as_one_batch_and_each_gets_its_answer():
     assert run.batches == [[0, 1, 2, 3, 4]]
 
 
+def test_the_time_spent_running_batches_adds_up():
+    """``busy_seconds`` against wall time says whether a GPU thread idled between batches (bench/throughput.py)."""
+    batcher = Batcher(lambda jobs: time.sleep(0.05) or [0] * len(jobs), max_batch=2, window_s=0.0)
+    assert batcher.busy_seconds == 0.0
+    for _ in range(3):
+        batcher.submit(1).result(timeout=10)
+    assert batcher.batches == 3 and 0.15 <= batcher.busy_seconds < 1.5
+
+
 def test_a_lone_job_waits_at_most_the_window_for_company():
     run = Recorder()
     batcher = Batcher(run, max_batch=8, window_s=0.3)

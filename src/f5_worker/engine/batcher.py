@@ -75,6 +75,7 @@ class Batcher(Generic[J]):
         self.batches = 0  # batches run so far (for logs and tests)
         self._last_batch_jobs = 0  # jobs in the last batch taken (0: none yet)
         self.batch_seconds = 0.0  # a moving average of how long a batch takes (0 until one has run)
+        self.busy_seconds = 0.0  # time spent running batches so far: against wall time, how busy the thread was
         self._thread = threading.Thread(target=self._loop, name=f"f5-worker-{name}", daemon=True)
         self._thread.start()
         # A daemon thread frozen inside a torch call at interpreter exit aborts the process.
@@ -201,6 +202,7 @@ class Batcher(Generic[J]):
         try:
             outcomes = self._run_batch([job.payload for job in batch])
             took = time.monotonic() - began
+            self.busy_seconds += took
             self.batch_seconds = took if not self.batch_seconds else 0.8 * self.batch_seconds + 0.2 * took
             if len(outcomes) != len(batch):
                 raise RuntimeError(f"run_batch returned {len(outcomes)} outcomes for {len(batch)} jobs")
