@@ -20,7 +20,7 @@ import torch
 
 __all__ = ["ROOT", "sync", "timed", "peak_gib", "reset_peak", "environment", "source_revision",
            "flash_attn_available", "f5_reference", "mean_rel_diff", "report", "probe_arguments", "random_engine",
-           "start_as_serving"]
+           "start_as_serving", "GpuClocks"]
 
 ROOT = Path(__file__).resolve().parent.parent
 WARM_UPS = 2
@@ -203,3 +203,52 @@ def report(out: dict, json_path: str | None) -> None:
     if json_path:
         with open(json_path, "w") as f:
             json.dump(out, f, indent=1)
+
+
+class GpuClocks:
+    """The GPU's SM clock and power, sampled by NVML every ``period_s`` on a thread while the ``with`` block runs:
+    a step replayed alone may run at a higher clock than a batch that keeps the card busy for seconds (power
+    limit), so a throughput figure is read beside the clock it ran at. ``result``: mean and lowest SM clock (MHz),
+    mean power (W), samples; or the reason NVML could not be read."""
+
+    def __init__(self, index: int = 0, period_s: float = 0.05):
+        self.index, self.period_s = index, period_s
+        self.result: dict = {}
+        self._stop = None
+
+    def __enter__(self) -> GpuClocks:
+        import threading
+
+        try:
+            import pynvml  # nvidia-ml-py, a worker dependency
+
+            pynvml.nvmlInit()
+            handle = pynvml.nvmlDeviceGetHandleByIndex(self.index)
+        except Exception as error:  # noqa: BLE001  no NVML (the CPU): said, not raised
+            self.result = {"error": f"{type(error).__name__}: {error}"}
+            return self
+        clocks: list[int] = []
+        watts: list[float] = []
+        self._stop = threading.Event()
+
+        def sample():
+            while not self._stop.wait(self.period_s):
+                clocks.append(pynvml.nvmlDeviceGetClockInfo(handle, pynvml.NVML_CLOCK_SM))
+                watts.append(pynvml.nvmlDeviceGetPowerUsage(handle) / 1000)
+
+        self._samples = (clocks, watts)
+        self._thread = threading.Thread(target=sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._stop is None:
+            return
+        self._stop.set()
+        self._thread.join()
+        clocks, watts = self._samples
+        if clocks:
+            self.result = {"sm_mhz_mean": round(statistics.mean(clocks)), "sm_mhz_min": min(clocks),
+                           "power_w_mean": round(statistics.mean(watts)), "samples": len(clocks)}
+        else:
+            self.result = {"error": "no sample (the block ended within one period)"}

@@ -211,7 +211,9 @@ def main() -> int:
                 sampler = Sampler(model)
                 graph, made = graph_for(sampler, batch)
                 entry["graph_made_s"] = round(made, 2)
-                entry["graph_step_ms"] = replay_ms(graph.graph)
+                with common.GpuClocks() as clocks:  # the clock these replays ran at (throughput.py's, beside)
+                    entry["graph_step_ms"] = replay_ms(graph.graph)
+                entry["graph_step_clocks"] = clocks.result
                 del graph, sampler
                 x = made_inputs[batch][0].new_empty(2 * batch, frames_here, dit.dim).normal_()
                 layer = dit.input_embed.conv_pos_embed.conv1d[0]
@@ -228,7 +230,9 @@ def main() -> int:
                 dit.set_attention("fa4", masked=False)
                 sampler = Sampler(model, backends={"single": "fa4", "batch": "torch"})
                 graph, made = graph_for(sampler, batch)
-                entry["fa4_graph_step_ms"] = replay_ms(graph.graph)
+                with common.GpuClocks() as clocks:
+                    entry["fa4_graph_step_ms"] = replay_ms(graph.graph)
+                entry["fa4_graph_step_clocks"] = clocks.result
                 del graph, sampler
                 entry["fa4_profile"] = profile_step(lambda: eager_velocity(batch), cuda)
                 dit.set_attention("torch", masked=False)

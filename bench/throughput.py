@@ -27,7 +27,7 @@ import time
 
 import numpy as np
 import torch
-from common import report, start_as_serving
+from common import GpuClocks, report, start_as_serving
 
 UNTIMED_ROUNDS = 2
 
@@ -185,14 +185,16 @@ def main() -> int:
         engine.batcher.max_batch = min(level, args.max_batch or level)
         lengths = [10.0] * level if args.lengths == "same" else list(np.linspace(6, 14, level)) if level > 1 else [10.0]
 
-        sink, wall, batches, busy = closed_loop(lambda i, r: synth(1000 * level + 100 * r + i, lengths[i]), level,
-                                                args.rounds, lambda: (engine.batcher.batches, engine.batcher.busy_seconds))
+        with GpuClocks() as clocks:  # (from the untimed rounds on: the timed window is most of it)
+            sink, wall, batches, busy = closed_loop(lambda i, r: synth(1000 * level + 100 * r + i, lengths[i]), level,
+                                                    args.rounds,
+                                                    lambda: (engine.batcher.batches, engine.batcher.busy_seconds))
         latencies = [s for s, _ in sink]
         audio = sum(a for _, a in sink)
         row = {"requests": len(sink), "audio_s": round(audio, 1), "wall_s": round(wall, 2),
                "audio_s_per_gpu_s": round(audio / wall, 1), "mean_batch": round(len(sink) / max(batches, 1), 1),
                # the share of the window the GPU thread spent in batches: the rest it waited for jobs
-               "gpu_thread_busy_share": round(busy / wall, 3),
+               "gpu_thread_busy_share": round(busy / wall, 3), "gpu_clocks": clocks.result,
                "p50_ms": round(percentile(latencies, 50) * 1000), "p95_ms": round(percentile(latencies, 95) * 1000),
                "peak_gib": round(torch.cuda.max_memory_allocated() / 1024**3, 2) if cuda else None,
                "rss_mib": round(rss_mib(), 1)}
