@@ -48,6 +48,7 @@ SUITES=(
   "probe-fa4-engine|the worker's FA4 check (python -m f5_worker.fa4), then throughput.py (\$CONCURRENCY, \$MAX_BATCH) with FA4 for unmasked batches and without (carry .fa4a-c, then .device)"
   "probe-qkv-gemm|bench/probes/qkv_rotation_gemm.py: a Triton q/k/v projection with the rotation in its epilogue against cuBLAS + rotate_qk_"
   "probe-quack-qkv|bench/probes/quack_qkv.py: quack's CuTe-DSL GEMM and RoPE epilogue on the q/k/v projection against cuBLAS + rotate_qk_ (carry .fa4a-c, then .device)"
+  "probe-batch|bench/probes/batch_timeline.py \$BATCH_ARGS (--fa4): a batch of 16's time outside its steps, phase by phase, with the GPU clock (carry .fa4a-c, then .device)"
   "probe-capture-failure|bench/probes/capture_failure.py: a capture that fails, then the next one into its memory pool"
   "probe-rss|bench/probes/gpu_rss_probe.sh: where host memory grew per job with the first engine (probe)"
 )
@@ -101,6 +102,8 @@ run_suite() {
         2>"$OUT/throughput-cudnn.log" | grep -v '^ \|^{\|^}' ;;
     probe-qkv-gemm) source bench/gpu_env.sh && timeout 420 python3 bench/probes/qkv_rotation_gemm.py --json "$OUT/qkv-gemm.json" ;;
     probe-quack-qkv) source bench/gpu_env.sh fa4 && timeout 420 python3 bench/probes/quack_qkv.py --json "$OUT/quack-qkv.json" ;;
+    probe-batch) source bench/gpu_env.sh fa4 && timeout 480 python3 bench/probes/batch_timeline.py ${BATCH_ARGS:---fa4} \
+        --json "$OUT/batch-timeline.json" 2>"$OUT/batch-timeline.log" | grep -v '^ \|^{\|^}' ;;
     probe-capture-failure) source bench/gpu_env.sh && timeout 120 python3 bench/probes/capture_failure.py --json "$OUT/capture-failure.json" ;;
     probe-rss) bash bench/probes/gpu_rss_probe.sh ;;
     *) return 127 ;;
