@@ -25,10 +25,14 @@ declare -A SMOKE=(
   [prelude_graphs]="bench/probes/prelude_graphs.py --model tiny-random --device cpu --json $DIR/prelude_graphs.json"
   [frame_lengths]="bench/probes/frame_lengths.py --model tiny-random --device cpu --json $DIR/frame_lengths.json"
   [capture_context]="bench/probes/capture_context.py --model tiny-random --device cpu --json $DIR/capture_context.json"
+  [batch_timeline]="bench/probes/batch_timeline.py --model tiny-random --device cpu --clients 2 --rounds 1 --json $DIR/batch_timeline.json"
+  [turnaround]="bench/probes/turnaround.py --clients 4 --batch-s 0.2 --rounds 1 --json $DIR/turnaround.json"
+  [qkv_gemm]="bench/probes/qkv_rotation_gemm.py --smoke"
   [worker_check]="bench/gpu_worker_check.py"
 )
 ORDER=(synthesis sampler_speed new_lengths new_lengths_prewarmed throughput multi_gpu step_profile conv_probe rss_probe
-       request_timeline rounding prelude_graphs frame_lengths capture_context worker_check)
+       request_timeline rounding prelude_graphs frame_lengths capture_context batch_timeline turnaround qkv_gemm
+       worker_check)
 failed=0
 for name in "${@:-${ORDER[@]}}"; do
   [ -n "${SMOKE[$name]:-}" ] || { echo "unknown: $name (one of ${ORDER[*]})"; exit 2; }

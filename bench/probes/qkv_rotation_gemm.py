@@ -3,7 +3,7 @@
 by the rotation kernel? (issue 16: the rotation is the largest pass left outside the matmuls and the attention)
 
     python bench/probes/qkv_rotation_gemm.py [--json OUT]   # GPU machine: bash bench/gpu.sh probe-qkv-gemm
-    TRITON_INTERPRET=1 python bench/probes/qkv_rotation_gemm.py --smoke   # CPU: the epilogue's numbers only
+    python bench/probes/qkv_rotation_gemm.py --smoke   # CPU (Triton's interpreter): the epilogue's numbers only
 
 F5TTS_v1_Base's projection: tokens x (1024) -> q, k, v (3 x 16 heads x 64), with bias, fp16; q and k then turned by
 the rotary angles of their frame (each product rounded, then their sum, as x-transformers' fp16 code rounds:
@@ -19,13 +19,17 @@ the rotary angles of their frame (each product rounded, then their sum, as x-tra
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
-import torch
-import torch.nn.functional as F
-import triton
-import triton.language as tl
+if "--smoke" in sys.argv:  # the CPU runs the kernels only in Triton's interpreter, set before they are defined
+    os.environ["TRITON_INTERPRET"] = "1"
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+import triton  # noqa: E402
+import triton.language as tl  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "src"))
