@@ -7,20 +7,22 @@ bench/probes/ puts bench/ there first. Nothing here imports the worker or F5-TTS
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import json
 import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections import defaultdict
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import torch
 
 __all__ = ["ROOT", "sync", "timed", "peak_gib", "reset_peak", "environment", "source_revision",
            "flash_attn_available", "f5_reference", "mean_rel_diff", "report", "probe_arguments", "random_engine",
-           "start_as_serving", "GpuClocks"]
+           "start_as_serving", "timed_phases", "GpuClocks"]
 
 ROOT = Path(__file__).resolve().parent.parent
 WARM_UPS = 2
@@ -195,6 +197,33 @@ def graph_replay_us(fn: Callable[[], object]) -> float | str:
         return kernel_us(graph.replay)
     except Exception as error:  # noqa: BLE001  not capturable is a result
         return f"{type(error).__name__}: {str(error).splitlines()[0][:160] if str(error) else ''}"
+
+
+@contextlib.contextmanager
+def timed_phases(patches: list[tuple[object, str, str]], device: str) -> Iterator[dict[str, list[float]]]:
+    """While the block runs, each ``(object, attribute, phase)`` of ``patches`` (a method, or a module's ``forward``,
+    which ``__call__`` looks up on the instance) is timed between two synchronisations, which removes its overlap
+    with the CPU's launches; yields {phase: [seconds of each call]}. The attributes are put back after."""
+    spent: dict[str, list[float]] = defaultdict(list)
+
+    def timed(name, fn):
+        def wrapper(*a, **k):
+            sync(device)
+            began = time.perf_counter()
+            result = fn(*a, **k)
+            sync(device)
+            spent[name].append(time.perf_counter() - began)
+            return result
+        return wrapper
+
+    originals = [(obj, name, getattr(obj, name)) for obj, name, _ in patches]
+    try:
+        for obj, name, phase in patches:
+            setattr(obj, name, timed(phase, getattr(obj, name)))
+        yield spent
+    finally:
+        for obj, name, fn in originals:
+            setattr(obj, name, fn)
 
 
 def report(out: dict, json_path: str | None) -> None:

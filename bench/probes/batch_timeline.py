@@ -20,13 +20,10 @@ from __future__ import annotations
 import statistics
 import sys
 import time
-from collections import defaultdict
 from pathlib import Path
 
-import torch
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from common import GpuClocks, environment, probe_arguments, report, start_as_serving  # noqa: E402
+from common import GpuClocks, environment, probe_arguments, report, start_as_serving, timed_phases  # noqa: E402
 from throughput import SR, closed_loop, reference_voice, text_for  # noqa: E402
 
 
@@ -41,7 +38,6 @@ def main() -> int:
     from f5_worker.engine.engine import Engine, EngineConfig, SynthesisParams
     from f5_worker.engine.models import ModelFiles
 
-    cuda = args.device == "cuda"
     if args.fa4:
         from f5_worker import fa4
 
@@ -76,30 +72,10 @@ def main() -> int:
     out["plain"] = window()
     print("plain", out["plain"], flush=True)
 
-    spent: dict[str, list[float]] = defaultdict(list)
-
-    def sync():
-        if cuda:
-            torch.cuda.synchronize()
-
-    def timed(name, fn):
-        def wrapper(*a, **k):
-            sync()
-            began = time.perf_counter()
-            result = fn(*a, **k)
-            sync()
-            spent[name].append(time.perf_counter() - began)
-            return result
-        return wrapper
-
     patches = [(sampler_module._StepGraph, "run", "step graphs: prelude + steps"), (engine, "_decode", "vocoder"),
                (engine.sampler, "sample", "sampler.sample"), (engine.batcher, "_run_batch", "batch")]
-    originals = [(obj, name, getattr(obj, name)) for obj, name, _ in patches]
-    for obj, name, phase in patches:
-        setattr(obj, name, timed(phase, getattr(obj, name)))
-    out["phased"] = window()
-    for obj, name, fn in originals:
-        setattr(obj, name, fn)
+    with timed_phases(patches, args.device) as spent:
+        out["phased"] = window()
     batches = max(len(spent["batch"]), 1)
     phases = {name: round(sum(values) / batches * 1000, 2) for name, values in spent.items()}  # ms per batch
 

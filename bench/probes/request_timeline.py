@@ -25,7 +25,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from common import (environment, probe_arguments, random_engine, report, start_as_serving,  # noqa: E402
-                    step_graph_as_profiled)
+                    step_graph_as_profiled, timed_phases)
 from throughput import reference_voice, text_for  # noqa: E402
 
 
@@ -41,10 +41,6 @@ def main() -> int:
     start_as_serving(engine)  # request lengths measured, graphs of likely lengths captured
     out["frame_offset"] = engine.frame_offset
     voice = reference_voice(engine)
-
-    def sync():
-        if cuda:
-            torch.cuda.synchronize()
 
     def request(seed=0) -> float:
         began = time.perf_counter()
@@ -62,32 +58,15 @@ def main() -> int:
     print("whole request", out["whole_request_ms"], flush=True)
 
     # Phases, each between two synchronisations (which removes the overlap of CPU launches with GPU work).
-    spent: dict[str, list[float]] = defaultdict(list)
-
-    def timed(name, fn):
-        def wrapper(*a, **k):
-            sync()
-            began = time.perf_counter()
-            result = fn(*a, **k)
-            sync()
-            spent[name].append(time.perf_counter() - began)
-            return result
-        return wrapper
-
     dit = engine.model.transformer
-    # (object, attribute, phase): modules through their forward, which __call__ looks up on the instance
     patches = [(engine.model.mel_spec, "forward", "reference mel"), (dit.text_embed, "both", "text embeddings"),
                (sampler_module._StepGraph, "run", "graphs: text embeddings, 32 steps"), (engine, "_decode", "vocoder"),
                (engine.sampler, "sample", "sampler.sample"), (engine.batcher, "_run_batch", "batch on the GPU thread")]
-    originals = [(obj, name, getattr(obj, name)) for obj, name, _ in patches]
-    for obj, name, phase in patches:
-        setattr(obj, name, timed(phase, getattr(obj, name)))
-    request(0)
-    spent.clear()
-    for i in range(5):
-        request(i)
-    for obj, name, fn in originals:
-        setattr(obj, name, fn)
+    with timed_phases(patches, args.device) as spent:
+        request(0)
+        spent.clear()
+        for i in range(5):
+            request(i)
     phases = {name: round(statistics.median(values) * 1000, 2) for name, values in spent.items()}
     def part(name):  # 0 for a phase that did not run (no step graphs on the CPU; a voice's mel is computed once)
         return phases.get(name, 0.0)
