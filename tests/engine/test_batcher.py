@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from f5_worker.engine.batcher import Batcher, Closed
+from f5_worker.engine.batcher import Batcher, Closed, Launched, outcomes_of
 
 
 class Recorder:
@@ -260,3 +260,117 @@ def test_expected_wait_counts_the_batches_ahead_at_the_measured_time_per_batch()
     assert 0 < batcher.batch_seconds < 0.5  # measured now: a moving average of real batches
     batcher.close()
     assert not batcher.alive
+
+
+class LaunchingRecorder:
+    """A batch function as the engine's on a GPU: it returns ``Launched`` at once, and each batch's work is "done"
+    when the test says so (``complete(n)``), as a CUDA event would be."""
+
+    def __init__(self, fail_finish_of=None):
+        self.launched: list[list] = []
+        self.delivered: list[list] = []
+        self.done: list[threading.Event] = []
+        self.fail_finish_of = fail_finish_of
+
+    def __call__(self, jobs):
+        jobs, done = list(jobs), threading.Event()
+        self.launched.append(jobs)
+        self.done.append(done)
+        if len(jobs) == 1 and jobs[0] == self.fail_finish_of:  # alone, it fails as it is launched
+            raise RuntimeError(f"job {jobs[0]} breaks any batch it is in")
+
+        def finish():
+            done.wait(10)
+            if self.fail_finish_of in jobs:
+                raise RuntimeError(f"job {self.fail_finish_of} breaks any batch it is in")
+            self.delivered.append(jobs)
+            return [job * 10 for job in jobs]
+
+        return Launched(ready=done.is_set, finish=finish)
+
+    def complete(self, n: int) -> None:
+        self.done[n].set()
+
+
+def wait_for(condition, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.005)
+
+
+def test_the_next_batch_is_launched_while_the_one_before_still_runs():
+    """Under load the GPU goes from one batch to the next: the batch queued meanwhile is launched before the one
+    running is waited for, and each job still gets its own answer."""
+    run = LaunchingRecorder()
+    batcher = Batcher(run, max_batch=2, window_s=0.0)
+    first = [batcher.submit(i) for i in (0, 1)]
+    wait_for(lambda: len(run.launched) == 1)
+    second = [batcher.submit(i) for i in (2, 3)]
+    wait_for(lambda: len(run.launched) == 2)  # launched while the first is not done
+    assert run.delivered == [] and not any(f.done() for f in first)
+    run.complete(0)
+    assert [f.result(timeout=10) for f in first] == [0, 10]
+    assert not any(f.done() for f in second)
+    run.complete(1)
+    assert [f.result(timeout=10) for f in second] == [20, 30]
+    assert run.launched == [[0, 1], [2, 3]]
+
+
+def test_a_launched_batch_is_delivered_as_soon_as_it_is_done_when_nothing_waits():
+    run = LaunchingRecorder()
+    batcher = Batcher(run, max_batch=4, window_s=0.0)
+    future = batcher.submit(7)
+    wait_for(lambda: len(run.launched) == 1)
+    time.sleep(0.05)
+    assert not future.done()  # not done on the "GPU": not delivered
+    run.complete(0)
+    assert future.result(timeout=1) == 70
+
+
+def test_a_call_runs_only_once_the_launched_batch_is_delivered():
+    """Calls (warm-up, measurements) run with the GPU quiet."""
+    run = LaunchingRecorder()
+    batcher = Batcher(run, max_batch=4, window_s=0.0)
+    job = batcher.submit(1)
+    wait_for(lambda: len(run.launched) == 1)
+    call = batcher.submit_call(lambda: run.delivered.copy())
+    time.sleep(0.05)
+    assert not call.done()
+    run.complete(0)
+    assert call.result(timeout=10) == [[1]] and job.result() == 10
+
+
+def test_a_launched_batch_that_fails_when_waited_for_runs_its_jobs_alone():
+    """An error that shows only when the work is waited for (as a GPU's does) fails the job that caused it, alone."""
+    run = LaunchingRecorder(fail_finish_of=2)
+    batcher = Batcher(run, max_batch=4, window_s=0.0)
+    gate = blocked(batcher)
+    futures = [batcher.submit(i) for i in (1, 2, 3)]
+    gate.set()
+    wait_for(lambda: len(run.launched) == 1)
+    for n in range(4):  # the batch, then its jobs one by one (2 fails as it is launched)
+        wait_for(lambda: len(run.done) > n)
+        run.complete(n)
+    assert futures[0].result(timeout=10) == 10 and futures[2].result(timeout=10) == 30
+    with pytest.raises(RuntimeError, match="job 2 breaks"):
+        futures[1].result(timeout=10)
+
+
+def test_closing_delivers_the_launched_batch():
+    run = LaunchingRecorder()
+    batcher = Batcher(run, max_batch=4, window_s=0.0)
+    future = batcher.submit(5)
+    wait_for(lambda: len(run.launched) == 1)
+    closer = threading.Thread(target=batcher.close, kwargs={"timeout": 10})
+    closer.start()
+    run.complete(0)
+    closer.join(10)
+    assert future.result(timeout=1) == 50 and not batcher.alive
+
+
+def test_outcomes_of_waits_for_a_launched_batch_and_passes_outcomes_through():
+    run = LaunchingRecorder()
+    launched = run([4])
+    run.complete(0)
+    assert outcomes_of(launched) == [40] and outcomes_of([1, 2]) == [1, 2]
