@@ -35,7 +35,6 @@ def main() -> int:
     args = parser.parse_args()
     from f5_worker.attention_choice import AttentionChoice
     from f5_worker.engine import sampler as sampler_module
-    from f5_worker.engine.batcher import outcomes_of
     from f5_worker.engine.engine import Engine, EngineConfig, SynthesisParams
     from f5_worker.engine.models import ModelFiles
 
@@ -73,9 +72,6 @@ def main() -> int:
     out["plain"] = window()
     print("plain", out["plain"], flush=True)
 
-    # Timed between synchronisations, a batch's work is done when it returns: its outcomes taken at once (the engine
-    # otherwise lays out the next batch while it runs), so "between batches" is the host's time alone.
-    engine.batcher._run_batch = lambda chunks: outcomes_of(engine._run_batch(chunks))
     patches = [(sampler_module._StepGraph, "run", "step graphs: prelude + steps"), (engine, "_decode", "vocoder"),
                (engine.sampler, "sample", "sampler.sample"), (engine.batcher, "_run_batch", "batch")]
     with timed_phases(patches, args.device) as spent:

@@ -19,11 +19,6 @@ handles are made once, not per request.
 - A job whose future was cancelled before its batch started is dropped from the batch.
 - ``run_batch`` returns one outcome per job (a result or an exception); if it raises
   instead, each job of the batch is run alone, so a request that breaks a batch fails alone.
-- ``run_batch`` may instead return ``Launched``: its work queued on the GPU, not waited for. The thread then takes
-  and launches the next batch while that work runs, and delivers the outcomes when it is done (or once the next
-  batch is queued behind it), so under load the GPU goes from one batch to the next without waiting for the host
-  to hand out results and lay out the next batch (on the H200, ~20 ms of every 1.65 s batch of 16:
-  bench/results/batch-timeline-h200.json).
 - ``set_idle(fn)``: ``fn`` is called on the thread whenever no job is waiting: one short piece of
   background work per call (preparing for shapes not seen yet), returning False when none is left.
   A job that arrives meanwhile waits for that one piece only.
@@ -44,10 +39,9 @@ from typing import Any, Generic, TypeVar
 
 from ..log import event, get_logger
 
-__all__ = ["Batcher", "BatchJob", "Closed", "Launched", "outcomes_of"]
+__all__ = ["Batcher", "BatchJob", "Closed"]
 
 log = get_logger("engine.batcher")
-POLL_S = 0.001  # while a launched batch runs and no job waits: how often to ask whether it is done
 WINDOWS_AT_MOST = 4  # how long a batch may keep gathering, in windows, while jobs keep joining it
 GATHER_SHARE = 0.02  # ... or this share of the measured time per batch, when that is longer
 J = TypeVar("J")
@@ -63,27 +57,6 @@ class BatchJob(Generic[J]):
     key: Hashable  # jobs batch together only when their keys are equal
     size: int = 1  # weight against ``max_size`` (e.g. frames to sample)
     future: Future = field(default_factory=Future)
-
-
-@dataclass(frozen=True)
-class Launched:
-    """What ``run_batch`` returns for a batch whose work it queued without waiting for it: ``ready()`` says, without
-    waiting, whether that work is done; ``finish()`` waits for it and returns one outcome per job."""
-
-    ready: Callable[[], bool]
-    finish: Callable[[], Sequence[Any]]
-
-
-def outcomes_of(ran: Sequence[Any] | Launched) -> Sequence[Any]:
-    """What ``run_batch`` returned, as outcomes: a ``Launched`` batch's waited for."""
-    return ran.finish() if isinstance(ran, Launched) else ran
-
-
-@dataclass
-class _InFlight:
-    jobs: list[BatchJob]
-    launched: Launched
-    began: float
 
 
 class Batcher(Generic[J]):
@@ -103,7 +76,6 @@ class Batcher(Generic[J]):
         self._last_batch_jobs = 0  # jobs in the last batch taken (0: none yet)
         self.batch_seconds = 0.0  # a moving average of how long a batch takes (0 until one has run)
         self.busy_seconds = 0.0  # time spent running batches so far: against wall time, how busy the thread was
-        self._last_done = 0.0  # when the last batch's outcomes were set
         self._thread = threading.Thread(target=self._loop, name=f"f5-worker-{name}", daemon=True)
         self._thread.start()
         # A daemon thread frozen inside a torch call at interpreter exit aborts the process.
@@ -160,18 +132,11 @@ class Batcher(Generic[J]):
 
     # -- the thread ---------------------------------------------------------------
 
-    def _take(self, in_flight: _InFlight | None = None) -> list[BatchJob[J]] | None:
-        """The next batch; None once closed with nothing queued or, with a batch ``in_flight``, once its work is
-        done and nothing is queued (its outcomes are due)."""
+    def _take(self) -> list[BatchJob[J]] | None:
         with self._cond:
             while not self._queue:
                 if self._closed:
                     return None
-                if in_flight is not None:  # no background work now: a job may come before the GPU is done
-                    if in_flight.launched.ready():
-                        return None
-                    self._cond.wait(POLL_S)
-                    continue
                 if self.idle is not None:
                     self._cond.release()
                     try:
@@ -217,85 +182,43 @@ class Batcher(Generic[J]):
             return False
 
     def _loop(self) -> None:
-        in_flight: _InFlight | None = None  # a launched batch whose outcomes are not delivered yet
-        while True:
-            batch = self._take(in_flight)
-            if batch is None or batch[0].key is _Call:  # (a call runs with the GPU quiet: it may time things)
-                if in_flight is not None:
-                    self._deliver(in_flight)
-                    in_flight = None
-                if batch is None:
-                    if self._closed and not self.queued:
-                        return
-                    continue
+        while (batch := self._take()) is not None:
             try:
-                launched = self._launch(batch)
-                if in_flight is not None:  # the next batch is queued behind it: now hand its outcomes out
-                    self._deliver(in_flight)
-                in_flight = launched
+                self._run(batch)
             except BaseException as exc:  # noqa: BLE001  a bug here must not stop the thread every request needs
-                for job in batch + (in_flight.jobs if in_flight is not None else []):
+                for job in batch:
                     if not job.future.done():
                         job.future.set_exception(exc)
-                in_flight = None
 
-    def _launch(self, batch: list[BatchJob[J]]) -> _InFlight | None:
-        """Run ``batch``; the outcomes are set now, or, for work it launched and did not wait for, an ``_InFlight``
-        to deliver later."""
+    def _run(self, batch: list[BatchJob[J]]) -> None:
         batch = [job for job in batch if job.future.set_running_or_notify_cancel()]
         if not batch:
-            return None
+            return
         if batch[0].key is _Call:
             _settle(batch[0], batch[0].payload)
-            return None
+            return
         self.batches += 1
         began = time.monotonic()
         try:
-            ran = self._run_batch([job.payload for job in batch])
+            outcomes = self._run_batch([job.payload for job in batch])
+            took = time.monotonic() - began
+            self.busy_seconds += took
+            self.batch_seconds = took if not self.batch_seconds else 0.8 * self.batch_seconds + 0.2 * took
+            if len(outcomes) != len(batch):
+                raise RuntimeError(f"run_batch returned {len(outcomes)} outcomes for {len(batch)} jobs")
         except BaseException as exc:  # noqa: BLE001  one bad job must not fail its neighbours
-            self._run_alone(batch, exc)
-            return None
-        in_flight = _InFlight(batch, ran, began) if isinstance(ran, Launched) else None
-        if in_flight is None:
-            self._settle_batch(batch, ran, began)
-        return in_flight
-
-    def _deliver(self, in_flight: _InFlight) -> None:
-        try:
-            outcomes = in_flight.launched.finish()
-        except BaseException as exc:  # noqa: BLE001
-            self._run_alone(in_flight.jobs, exc)
-            return
-        self._settle_batch(in_flight.jobs, outcomes, in_flight.began)
-
-    def _settle_batch(self, batch: list[BatchJob[J]], outcomes: Sequence[Any], began: float) -> None:
-        done = time.monotonic()
-        # A launched batch may have waited on the GPU behind the one before it: its time starts when that one's ended.
-        took = done - max(began, self._last_done)
-        self._last_done = done
-        self.busy_seconds += took
-        self.batch_seconds = took if not self.batch_seconds else 0.8 * self.batch_seconds + 0.2 * took
-        if len(outcomes) != len(batch):
-            self._run_alone(batch, RuntimeError(f"run_batch returned {len(outcomes)} outcomes for {len(batch)} jobs"))
-            return
+            if len(batch) == 1:
+                batch[0].future.set_exception(exc)
+                return
+            event(log, "batch failed; running its jobs one by one", phase="engine.batch", size=len(batch),
+                  error=f"{type(exc).__name__}: {exc}", level=logging.WARNING)
+            outcomes = []
+            for job in batch:
+                try:
+                    outcomes.append(self._run_batch([job.payload])[0])
+                except BaseException as alone:  # noqa: BLE001
+                    outcomes.append(alone)
         for job, outcome in zip(batch, outcomes):
-            if isinstance(outcome, BaseException):
-                job.future.set_exception(outcome)
-            else:
-                job.future.set_result(outcome)
-
-    def _run_alone(self, batch: list[BatchJob[J]], exc: BaseException) -> None:
-        """A batch that failed as a whole: each job alone, so a request that breaks a batch fails alone."""
-        if len(batch) == 1:
-            batch[0].future.set_exception(exc)
-            return
-        event(log, "batch failed; running its jobs one by one", phase="engine.batch", size=len(batch),
-              error=f"{type(exc).__name__}: {exc}", level=logging.WARNING)
-        for job in batch:
-            try:
-                outcome = outcomes_of(self._run_batch([job.payload]))[0]
-            except BaseException as alone:  # noqa: BLE001
-                outcome = alone
             if isinstance(outcome, BaseException):
                 job.future.set_exception(outcome)
             else:

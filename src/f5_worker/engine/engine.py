@@ -28,10 +28,10 @@ import torch
 from .. import params as defaults
 from ..attention_choice import SDPA, AttentionChoice
 from ..log import event, get_logger, phase
-from .batcher import Batcher, Launched
+from .batcher import Batcher
 from .models import HOP_LENGTH, SAMPLE_RATE, ModelFiles, build_model, build_vocoder
 from .graphs import GraphedByShape
-from .sampler import SampleRequest, Sampler, SamplingConfig, to_device, to_host
+from .sampler import SampleRequest, Sampler, SamplingConfig
 from .text import chunk_text, convert_char_to_pinyin, list_str_to_idx, list_str_to_tensor
 from .tuning import (FRAME_OFFSET_BUCKETS, TYPICAL_FRAMES, BatchChoice, TuningRecord, bucketed, choose_batch,
                      choose_frame_offset, choose_mixed_policy, measure_batches, stand_in_inputs, tuning_key)
@@ -258,16 +258,13 @@ class Engine:
                                 sway_sampling_coef=params.sway_sampling_coef)
         return _Chunk(audio, ids, frames, skip, reference.key, seed, gain, config)
 
-    def _run_batch(self, chunks: list[_Chunk]) -> list[np.ndarray | BaseException] | Launched:
-        """On the batcher's thread: reference mels, one sampling call, then the vocoder. On a GPU all of it is
-        queued, the audio's copy to the host included, and not waited for (``Launched``): the batcher lays out
-        the next batch meanwhile."""
+    def _run_batch(self, chunks: list[_Chunk]) -> list[np.ndarray | BaseException]:
+        """On the batcher's thread: reference mels, one sampling call, then the vocoder."""
         with torch.inference_mode():
             requests = [SampleRequest(self._reference_mel(chunk), chunk.text, chunk.frames, chunk.seed)
                         for chunk in chunks]
             mels = self.sampler.sample(requests, chunks[0].config)
             outcomes: list[np.ndarray | BaseException | None] = [None] * len(chunks)
-            copies: list[tuple[list[int], torch.Tensor]] = []  # (chunk indices, their audio on the host)
             # Chunks whose generated parts are equally long go through the vocoder together (one call, the
             # same result per chunk: it is convolutional); usually a batch is one such group.
             groups: dict[int, list[int]] = {}
@@ -276,24 +273,14 @@ class Engine:
             for indices in groups.values():
                 try:
                     generated = torch.stack([mels[i][chunks[i].skip:] for i in indices]).float().transpose(1, 2)
-                    gains = to_device(torch.tensor([chunks[i].gain for i in indices]), generated.device)[:, None]
-                    copies.append((indices, to_host(self._decode(generated) * gains)))
+                    gains = torch.tensor([chunks[i].gain for i in indices], device=generated.device)[:, None]
+                    waves = (self._decode(generated) * gains).cpu().numpy().astype(np.float32)
+                    for row, index in enumerate(indices):
+                        outcomes[index] = waves[row].reshape(-1)
                 except Exception as exc:  # noqa: BLE001  these chunks fail, their neighbours do not
                     for index in indices:
                         outcomes[index] = exc
-
-        def finish() -> list[np.ndarray | BaseException]:
-            for indices, host in copies:
-                waves = host.numpy().astype(np.float32)  # (a copy: the pinned buffer goes back at once)
-                for row, index in enumerate(indices):
-                    outcomes[index] = waves[row].reshape(-1)
-            return outcomes
-
-        if torch.device(self.device).type != "cuda":
-            return finish()
-        done = torch.cuda.Event()
-        done.record()
-        return Launched(ready=done.query, finish=lambda: (done.synchronize(), finish())[1])
+        return outcomes
 
     def _decode(self, mel: torch.Tensor) -> torch.Tensor:
         """The vocoder: replayed from a CUDA graph for one request (``warm_up`` runs without graphs), else eager."""
@@ -306,7 +293,7 @@ class Engine:
         requests, and the chunks of one, reuse it; it is ~0.1 MB)."""
         mel = self._reference_mels.pop(chunk.voice, None)
         if mel is None:
-            mel = self.model.mel_spec(to_device(chunk.audio, self.device)).permute(0, 2, 1)[0].to(self.dtype)
+            mel = self.model.mel_spec(chunk.audio.to(self.device)).permute(0, 2, 1)[0].to(self.dtype)
             while len(self._reference_mels) >= REFERENCE_MELS_KEPT:
                 self._reference_mels.popitem(last=False)
         self._reference_mels[chunk.voice] = mel

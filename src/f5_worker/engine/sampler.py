@@ -32,7 +32,7 @@ from . import graphs
 from .nn import BACKENDS, conv_position_embedding
 
 __all__ = ["SampleRequest", "SamplingConfig", "Sampler", "timesteps", "get_epss_timesteps", "lens_to_mask",
-           "initial_noise", "velocity", "conv_position_embedding", "to_device", "to_host"]
+           "initial_noise", "velocity", "conv_position_embedding"]
 
 SCHEDULES_KEPT = 8  # (steps, sway) schedules whose per-step conditioning stays on the device
 
@@ -81,22 +81,6 @@ def timesteps(config: SamplingConfig, device, dtype) -> torch.Tensor:
     if config.sway_sampling_coef is not None:
         t = t + config.sway_sampling_coef * (torch.cos(torch.pi / 2 * t) - 1 + t)
     return t
-
-
-def to_device(tensor: torch.Tensor, device) -> torch.Tensor:
-    """A host tensor on ``device``, the copy queued behind the GPU work already launched, not waited for: a copy from
-    pageable memory waits for all of it, which would hold the batcher's thread until the batch before is done."""
-    if torch.device(device).type != "cuda":
-        return tensor.to(device)
-    return tensor.pin_memory().to(device, non_blocking=True)  # (the pinned block is reused only once copied)
-
-
-def to_host(tensor: torch.Tensor) -> torch.Tensor:
-    """A device tensor's copy on the host, queued, not waited for: on a GPU it is complete once the work queued so
-    far is (a CUDA event recorded after it says when)."""
-    if tensor.device.type != "cuda":
-        return tensor.cpu()
-    return torch.empty(tensor.shape, dtype=tensor.dtype, pin_memory=True).copy_(tensor, non_blocking=True)
 
 
 def lens_to_mask(lengths: torch.Tensor, length: int | None = None) -> torch.Tensor:
@@ -281,7 +265,7 @@ class Sampler:
         frames = max(lengths)
         batch = len(requests)
         same_length = len(set(lengths)) == 1
-        lens = None if same_length else to_device(torch.tensor(lengths), device)  # (only when needed)
+        lens = None if same_length else torch.tensor(lengths, device=device)  # (a copy to the GPU: only when needed)
         mask = None if lens is None else lens_to_mask(lens)
 
         cond = torch.zeros(batch, frames, self.n_mels, device=device, dtype=dtype)
@@ -294,7 +278,7 @@ class Sampler:
             x[i, : r.frames] = initial_noise(r, self.n_mels, device, dtype)
             tokens = r.text[:frames]
             text[i, : tokens.numel()] = tokens
-        text = to_device(text, device)
+        text = text.to(device)
 
         self.dit.set_attention(self._backends["batch" if mask is not None else "single"], masked=mask is not None)
         t, conditionings = self._schedule(config)
