@@ -108,6 +108,26 @@ def replay_ms(graph, runs: int = 30) -> float:
     return round(statistics.median(times), 3)
 
 
+def sustained(graph, seconds: float, window_s: float = 1.0) -> list[dict]:
+    """The graph replayed back to back for ``seconds``, as a serving GPU replays a batch's steps: per window of
+    ``window_s``, ms per step (CUDA events around the window's replays) beside the SM clock and power, so a step
+    timed in a short burst is read against the same step once the card sits at its power limit."""
+    replay_ms(graph, runs=3)  # (warm)
+    per_window = max(1, round(window_s * 1000 / replay_ms(graph, runs=3)))
+    windows = []
+    ends = time.perf_counter() + seconds
+    while time.perf_counter() < ends:
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        with common.GpuClocks() as clocks:
+            start.record()
+            for _ in range(per_window):
+                graph.replay()
+            end.record()
+            end.synchronize()
+        windows.append({"ms_per_step": round(start.elapsed_time(end) / per_window, 3), **clocks.result})
+    return windows
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--batches", default="1,8")
@@ -115,6 +135,9 @@ def main() -> int:
     parser.add_argument("--kernels", action="store_true", help="also with the Triton kernels on")
     parser.add_argument("--fa4", action="store_true", help="with --kernels: also with FlashAttention-4's attention")
     parser.add_argument("--frames", type=int, default=FRAMES)
+    parser.add_argument("--sustained", type=float, default=0.0,
+                        help="with --fa4: the largest batch's FA4 step graph replayed back to back for this many "
+                             "seconds, ms per step and clock per second")
     parser.add_argument("--model", default="F5TTS_v1_Base", help="tiny-random with --device cpu: a smoke run")
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--json")
@@ -233,6 +256,9 @@ def main() -> int:
                 with common.GpuClocks() as clocks:
                     entry["fa4_graph_step_ms"] = replay_ms(graph.graph)
                 entry["fa4_graph_step_clocks"] = clocks.result
+                if args.sustained and batch == max(batches):
+                    entry["fa4_sustained"] = sustained(graph.graph, args.sustained)
+                    print("fa4 sustained", batch, entry["fa4_sustained"], flush=True)
                 del graph, sampler
                 entry["fa4_profile"] = profile_step(lambda: eager_velocity(batch), cuda)
                 dit.set_attention("torch", masked=False)
