@@ -21,7 +21,7 @@ SUITES=(
   "real-model-fa4-fetch|the same, the worker fetching the pinned FA4 set from a local index, cold then warm (carry .fa4a-c, then .device)"
   "tune-reuse|bench/gpu_tune_reuse.sh: two serve starts on one volume, the second reusing the batch tuning"
   "step-profile|bench/gpu_step_profile.sh: a sampling step's GPU time by kind of kernel, PyTorch's vs Triton kernels; torch.compile"
-  "step-profile-fa4|bench/step_profile.py --kernels --fa4 at 1420 frames, batch \$STEP_BATCHES (1,8,16): the step as the worker runs it on the H200, by kind of kernel; the largest batch's step replayed back to back for \$SUSTAINED s (20) with the clock (carry .fa4a-c, then .device)"
+  "step-profile-fa4|bench/step_profile.py --kernels --fa4 at 1420 frames, batch \$STEP_BATCHES (1,8,16): the step as the worker runs it on the H200, by kind of kernel; the largest batch's step replayed back to back for \$SUSTAINED s (20) with the clock; TUNABLEOP=1: then with TunableOp's matmul algorithms (carry .fa4a-c, then .device)"
   "throughput|bench/gpu_throughput.sh (\$PARTS: sampler sdpa flash; pytorch): the sampler, then the engine's throughput curve"
   "throughput-mixed|PARTS=mixed bench/gpu_throughput.sh: the curve over mixed lengths, policy measured by the engine"
   "multi-gpu|bench/gpu_multi.sh (\$PER_GPU): audio per second, one GPU vs all (one engine each); 2+ GPUs"
@@ -65,7 +65,7 @@ run_suite() {
     tune-reuse) bash bench/gpu_tune_reuse.sh ;;
     step-profile) bash bench/gpu_step_profile.sh ;;
     step-profile-fa4) source bench/gpu_env.sh fa4 && timeout 400 python3 bench/step_profile.py --kernels --fa4 \
-        --batches ${STEP_BATCHES:-1,8,16} --frames 1420 --sustained ${SUSTAINED:-20} --json "$OUT/step-profile-fa4.json" \
+        --batches ${STEP_BATCHES:-1,8,16} --frames 1420 --sustained ${SUSTAINED:-20} ${TUNABLEOP:+--tunableop} --json "$OUT/step-profile-fa4.json" \
         2>"$OUT/step-profile-fa4.log" | grep -v '^ \|^{\|^}' ;;
     throughput) bash bench/gpu_throughput.sh ;;
     throughput-mixed) PARTS=mixed bash bench/gpu_throughput.sh ;;

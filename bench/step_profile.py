@@ -25,6 +25,7 @@ step of the worker's sampler (``engine.sampler``), for B same-length requests (2
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import statistics
 import time
@@ -128,6 +129,42 @@ def sustained(graph, seconds: float, window_s: float = 1.0) -> list[dict]:
     return windows
 
 
+def tunableop_step(eager, make_graph, seconds: float) -> dict:
+    """The step with TunableOp on: ``eager()`` once with tuning on (each matmul shape's cuBLASLt algorithms timed,
+    the fastest kept), then tuning off and ``make_graph()`` captured with the chosen algorithms, timed in a burst
+    and for ``seconds`` back to back; the outputs against the untuned step's (same inputs)."""
+    from torch.cuda import tunable
+
+    untuned = eager().float()
+    torch.cuda.synchronize()
+    out: dict = {}
+    tunable.enable(True)
+    tunable.tuning_enable(True)
+    tunable.set_filename(os.path.join(os.environ.get("OUT", "/tmp"), "tunableop_results%d.csv"))
+    try:
+        began = time.perf_counter()
+        tuned = eager().float()
+        torch.cuda.synchronize()
+        out["tune_s"] = round(time.perf_counter() - began, 2)
+        tunable.tuning_enable(False)
+        out["mean_rel_diff_vs_untuned"] = float((tuned - untuned).abs().mean() / untuned.abs().mean())
+        out["bit_equal_share"] = float((tuned == untuned).float().mean())
+        out["results"] = [[str(v) for v in row] for row in tunable.get_results()]
+        graph = make_graph()
+        with common.GpuClocks() as clocks:
+            out["graph_step_ms"] = replay_ms(graph.graph)
+        out["graph_step_clocks"] = clocks.result
+        if seconds:
+            out["sustained"] = sustained(graph.graph, seconds)
+        del graph
+    except Exception as error:  # noqa: BLE001  a probe: the failure is its result
+        out["error"] = f"{type(error).__name__}: {error}"
+    finally:
+        tunable.tuning_enable(False)
+        tunable.enable(False)
+    return out
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--batches", default="1,8")
@@ -138,6 +175,9 @@ def main() -> int:
     parser.add_argument("--sustained", type=float, default=0.0,
                         help="with --fa4: the largest batch's FA4 step graph replayed back to back for this many "
                              "seconds, ms per step and clock per second")
+    parser.add_argument("--tunableop", action="store_true",
+                        help="with --fa4: then the largest batch again with PyTorch's TunableOp choosing each matmul's "
+                             "cuBLASLt algorithm by measuring them (tuned eagerly, then captured; --sustained too)")
     parser.add_argument("--model", default="F5TTS_v1_Base", help="tiny-random with --device cpu: a smoke run")
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--json")
@@ -260,6 +300,10 @@ def main() -> int:
                     entry["fa4_sustained"] = sustained(graph.graph, args.sustained)
                     print("fa4 sustained", batch, entry["fa4_sustained"], flush=True)
                 del graph, sampler
+                if args.tunableop and batch == max(batches):
+                    entry["tunableop"] = tunableop_step(lambda: eager_velocity(batch), lambda: graph_for(
+                        Sampler(model, backends={"single": "fa4", "batch": "torch"}), batch)[0], args.sustained)
+                    print("tunableop", batch, entry["tunableop"], flush=True)
                 entry["fa4_profile"] = profile_step(lambda: eager_velocity(batch), cuda)
                 dit.set_attention("torch", masked=False)
             row[batch] = entry
