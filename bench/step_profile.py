@@ -109,6 +109,13 @@ def replay_ms(graph, runs: int = 30) -> float:
     return round(statistics.median(times), 3)
 
 
+def replay_with_clock(graph) -> tuple[float, dict]:
+    """``replay_ms`` with the clock those replays ran at (``common.GpuClocks``: throughput.py reports the same)."""
+    with common.GpuClocks() as clocks:
+        ms = replay_ms(graph)
+    return ms, clocks.result
+
+
 def sustained(graph, seconds: float, window_s: float = 1.0) -> list[dict]:
     """The graph replayed back to back for ``seconds``, as a serving GPU replays a batch's steps: per window of
     ``window_s``, ms per step (CUDA events around the window's replays) beside the SM clock and power, so a step
@@ -151,9 +158,7 @@ def tunableop_step(eager, make_graph, seconds: float) -> dict:
         out["bit_equal_share"] = float((tuned == untuned).float().mean())
         out["results"] = [[str(v) for v in row] for row in tunable.get_results()]
         graph = make_graph()
-        with common.GpuClocks() as clocks:
-            out["graph_step_ms"] = replay_ms(graph.graph)
-        out["graph_step_clocks"] = clocks.result
+        out["graph_step_ms"], out["graph_step_clocks"] = replay_with_clock(graph.graph)
         if seconds:
             out["sustained"] = sustained(graph.graph, seconds)
         del graph
@@ -274,9 +279,7 @@ def main() -> int:
                 sampler = Sampler(model)
                 graph, made = graph_for(sampler, batch)
                 entry["graph_made_s"] = round(made, 2)
-                with common.GpuClocks() as clocks:  # the clock these replays ran at (throughput.py's, beside)
-                    entry["graph_step_ms"] = replay_ms(graph.graph)
-                entry["graph_step_clocks"] = clocks.result
+                entry["graph_step_ms"], entry["graph_step_clocks"] = replay_with_clock(graph.graph)
                 del graph, sampler
                 x = made_inputs[batch][0].new_empty(2 * batch, frames_here, dit.dim).normal_()
                 layer = dit.input_embed.conv_pos_embed.conv1d[0]
@@ -293,9 +296,7 @@ def main() -> int:
                 dit.set_attention("fa4", masked=False)
                 sampler = Sampler(model, backends={"single": "fa4", "batch": "torch"})
                 graph, made = graph_for(sampler, batch)
-                with common.GpuClocks() as clocks:
-                    entry["fa4_graph_step_ms"] = replay_ms(graph.graph)
-                entry["fa4_graph_step_clocks"] = clocks.result
+                entry["fa4_graph_step_ms"], entry["fa4_graph_step_clocks"] = replay_with_clock(graph.graph)
                 if args.sustained and batch == max(batches):
                     entry["fa4_sustained"] = sustained(graph.graph, args.sustained)
                     print("fa4 sustained", batch, entry["fa4_sustained"], flush=True)
